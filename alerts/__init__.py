@@ -1,0 +1,1 @@
+"""Alert engine, notifiers and Prometheus rules (built in the alerting issue)."""

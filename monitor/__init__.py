@@ -1,0 +1,3 @@
+"""wardwatch service core: inventory, engine, store, exporter, web, CLI."""
+
+__version__ = "0.1.0"

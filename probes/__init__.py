@@ -1,0 +1,1 @@
+"""One module per protocol, each behind the contract in probes.base."""

@@ -1,0 +1,276 @@
+"""The one contract every probe module follows.
+
+A probe module exports ``Config`` (a pydantic model, subclass of ``ProbeConfig``)
+and ``async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult``.
+It touches no globals, store or registry: the deadline, resolver and TLS
+contexts come in through ``ctx``. Target-side failures are returned as data with
+a ``Reason``; only bugs raise (the engine turns those into ``internal_error``).
+
+Samples use blackbox_exporter's metric names so existing dashboards and rules
+keep working; ``probe_success`` and ``probe_duration_seconds`` are added by the
+caller (engine or /probe handler), not by the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+from pydantic import BaseModel, ConfigDict
+
+
+class Reason(StrEnum):
+    """Machine-readable failure reasons, shared by every probe."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    CONNECTION_RESET = "connection_reset"
+    DNS_NXDOMAIN = "dns_nxdomain"
+    DNS_SERVFAIL = "dns_servfail"
+    DNS_NO_ANSWER = "dns_no_answer"
+    DNS_TIMEOUT = "dns_timeout"
+    DNS_RCODE = "dns_rcode"
+    DNS_ANSWER_MISMATCH = "dns_answer_mismatch"
+    DNS_SERVERS_DISAGREE = "dns_servers_disagree"
+    TLS_EXPIRED = "tls_expired"
+    TLS_NOT_YET_VALID = "tls_not_yet_valid"
+    TLS_HOSTNAME_MISMATCH = "tls_hostname_mismatch"
+    TLS_UNTRUSTED = "tls_untrusted"
+    TLS_HANDSHAKE = "tls_handshake_failed"
+    TLS_VERSION = "tls_version"
+    HTTP_STATUS = "http_status"
+    HTTP_PROTOCOL = "http_protocol_error"
+    BODY_MISMATCH = "body_mismatch"
+    BODY_TOO_LARGE = "body_too_large"
+    REDIRECT_MISSING = "redirect_missing"
+    REDIRECT_MISMATCH = "redirect_mismatch"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    EXPECT_MISMATCH = "expect_mismatch"
+    STARTTLS_UNSUPPORTED = "starttls_unsupported"
+    PACKET_LOSS = "packet_loss"
+    PERMISSION_DENIED = "permission_denied"
+    CERT_EXPIRED = "cert_expired"
+    CERT_UNREADABLE = "cert_unreadable"
+    CERT_BAD_PASSWORD = "cert_bad_password"
+    FILE_NOT_FOUND = "file_not_found"
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(slots=True, frozen=True)
+class Sample:
+    """One exported value: metric name, labels of its own (e.g. phase), value."""
+
+    name: str
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class ProbeResult:
+    success: bool
+    reason: Reason | None
+    message: str = ""
+    duration_seconds: float = 0.0
+    samples: tuple[Sample, ...] = ()
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """First sample called ``name`` whose labels include ``labels``."""
+        want = set(labels.items())
+        for s in self.samples:
+            if s.name == name and want <= set(s.labels):
+                return s.value
+        return None
+
+
+class ProbeConfig(BaseModel):
+    """Base of every probe's Config: strict (unknown keys are errors) and hashable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ip_protocol: Literal["ip4", "ip6"] = "ip4"
+    ip_protocol_fallback: bool = True
+
+
+class ResolveError(Exception):
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True, frozen=True)
+class Resolved:
+    address: str
+    family: int  # socket.AF_INET / AF_INET6
+    lookup_seconds: float
+
+    def samples(self) -> tuple[Sample, ...]:
+        return (
+            Sample("probe_dns_lookup_time_seconds", self.lookup_seconds),
+            Sample("probe_ip_protocol", 6.0 if self.family == socket.AF_INET6 else 4.0),
+        )
+
+
+class Resolver:
+    """Name resolution for probes.
+
+    With ``nameservers`` set (``host`` or ``host:port``), names are asked of those
+    servers with dnspython (the lab and the tests point this at their own DNS
+    server); otherwise the system resolver (``getaddrinfo``, /etc/hosts first).
+    """
+
+    def __init__(self, nameservers: Iterable[str] = (), timeout: float = 5.0) -> None:
+        self.nameservers = tuple(nameservers)
+        self._dns: dns.asyncresolver.Resolver | None = None
+        if self.nameservers:
+            r = dns.asyncresolver.Resolver(configure=False)
+            r.nameservers = []
+            ports: dict[str, int] = {}
+            for ns in self.nameservers:
+                host, port = split_host_port(ns, 53)
+                r.nameservers.append(host)
+                ports[host] = port
+            r.nameserver_ports = ports
+            r.lifetime = timeout
+            r.cache = dns.resolver.LRUCache(max_size=100_000)
+            self._dns = r
+
+    async def resolve(self, host: str, ip_protocol: str = "ip4", fallback: bool = True) -> Resolved:
+        start = time.monotonic()
+        host = host.strip("[]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            return Resolved(str(ip), fam, 0.0)
+        order = ["ip4", "ip6"] if ip_protocol == "ip4" else ["ip6", "ip4"]
+        if not fallback:
+            order = order[:1]
+        last: ResolveError | None = None
+        for proto in order:
+            try:
+                addr = await self._lookup(host, proto)
+            except ResolveError as e:
+                last = e
+                if e.reason in (Reason.DNS_TIMEOUT, Reason.DNS_SERVFAIL):
+                    break
+                continue
+            fam = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
+            return Resolved(addr, fam, time.monotonic() - start)
+        assert last is not None
+        raise last
+
+    async def _lookup(self, host: str, proto: str) -> str:
+        if self._dns is not None and host != "localhost":
+            rdtype = "AAAA" if proto == "ip6" else "A"
+            try:
+                ans = await self._dns.resolve(host, rdtype, search=False)
+            except dns.resolver.NXDOMAIN as e:
+                raise ResolveError(Reason.DNS_NXDOMAIN, f"{host}: no such domain") from e
+            except dns.resolver.NoAnswer as e:
+                raise ResolveError(Reason.DNS_NO_ANSWER, f"{host}: no {rdtype} record") from e
+            except dns.resolver.NoNameservers as e:
+                raise ResolveError(Reason.DNS_SERVFAIL, f"{host}: no nameserver answered ({e})") from e
+            except dns.exception.Timeout as e:
+                raise ResolveError(Reason.DNS_TIMEOUT, f"{host}: DNS lookup timed out") from e
+            return str(ans[0])
+        fam = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, None, family=fam, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
+                raise ResolveError(Reason.DNS_NXDOMAIN, f"{host}: {e.strerror}") from e
+            raise ResolveError(Reason.DNS_SERVFAIL, f"{host}: {e.strerror}") from e
+        return str(infos[0][4][0])
+
+
+class TLSContexts:
+    """SSL contexts built once and reused: creating one costs ~25 ms (field notes)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str | None, bool, str | None, str | None], ssl.SSLContext] = {}
+
+    def get(
+        self,
+        ca_file: str | None = None,
+        verify: bool = True,
+        min_version: str | None = None,
+        max_version: str | None = None,
+    ) -> ssl.SSLContext:
+        key = (ca_file, verify, min_version, max_version)
+        ctx = self._cache.get(key)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=ca_file) if verify else ssl.SSLContext(
+                ssl.PROTOCOL_TLS_CLIENT
+            )
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if min_version or max_version:
+                # Old peers (TLS 1.0) must still be measurable when a target asks for it.
+                ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            if min_version:
+                ctx.minimum_version = ssl.TLSVersion[min_version]
+            if max_version:
+                ctx.maximum_version = ssl.TLSVersion[max_version]
+            self._cache[key] = ctx
+        return ctx
+
+
+@dataclass(slots=True)
+class ProbeContext:
+    """What a probe may use: its time budget, resolver, TLS contexts and logger."""
+
+    timeout: float
+    resolver: Resolver = field(default_factory=Resolver)
+    tls: TLSContexts = field(default_factory=TLSContexts)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wardwatch.probe"))
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        """Seconds left before the probe's deadline (never negative)."""
+        return max(0.0, self.timeout - (time.monotonic() - self.started))
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    """'host', 'host:port', '[v6]:port', 'v6' -> (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") == 1:
+        host, port = value.rsplit(":", 1)
+        return host, int(port)
+    return value, default_port
+
+
+def failure(reason: Reason, message: str, start: float, *samples: Sample) -> ProbeResult:
+    return ProbeResult(False, reason, message, time.monotonic() - start, tuple(samples))
+
+
+def os_error_reason(exc: BaseException) -> Reason:
+    """Map a socket-level exception to a reason."""
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return Reason.TIMEOUT
+    if isinstance(exc, ConnectionRefusedError):
+        return Reason.REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return Reason.CONNECTION_RESET
+    if isinstance(exc, PermissionError):
+        return Reason.PERMISSION_DENIED
+    if isinstance(exc, OSError) and exc.errno in (101, 113, 65, 51):  # ENETUNREACH, EHOSTUNREACH
+        return Reason.UNREACHABLE
+    return Reason.UNREACHABLE

@@ -1,0 +1,49 @@
+"""Run one probe safely: the deadline is enforced and a bug becomes ``internal_error``.
+
+Used alike by the engine, the /probe endpoint and ``wardwatch check`` so the three
+can never disagree about what a probe returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from probes.base import ProbeContext, ProbeResult, Reason, Sample
+from probes.registry import ProbeSpec
+
+# Probes enforce their own deadline to keep partial timings; this grace is only
+# the safety net for one that does not.
+_GRACE = 0.5
+
+
+async def run_probe(spec: ProbeSpec, target: str, cfg: Any, ctx: ProbeContext) -> ProbeResult:
+    start = time.monotonic()
+    ctx.started = start
+    try:
+        async with asyncio.timeout(ctx.timeout + _GRACE):
+            result = await spec.run(target, cfg, ctx)
+    except TimeoutError:
+        return ProbeResult(False, Reason.TIMEOUT, f"no answer within {ctx.timeout:g}s", time.monotonic() - start)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug in a probe must not stop the schedule
+        ctx.logger.exception("probe %s %s raised", spec.kind, target)
+        return ProbeResult(
+            False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", time.monotonic() - start
+        )
+    if result.duration_seconds <= 0:
+        result = ProbeResult(
+            result.success, result.reason, result.message, time.monotonic() - start, result.samples
+        )
+    return result
+
+
+def common_samples(result: ProbeResult, timeout: float) -> tuple[Sample, ...]:
+    """The series blackbox_exporter's handler adds to every probe."""
+    return (
+        Sample("probe_success", 1.0 if result.success else 0.0),
+        Sample("probe_duration_seconds", result.duration_seconds),
+        Sample("probe_timeout_seconds", timeout),
+    )
