@@ -50,6 +50,7 @@ class Reason(StrEnum):
     TLS_UNTRUSTED = "tls_untrusted"
     TLS_HANDSHAKE = "tls_handshake_failed"
     TLS_VERSION = "tls_version"
+    TLS_EXPIRES_SOON = "tls_expires_soon"  # tls probe: fail_if_expires_within_days
     HTTP_STATUS = "http_status"
     HTTP_PROTOCOL = "http_protocol_error"
     BODY_MISMATCH = "body_mismatch"

@@ -1,0 +1,308 @@
+"""The probe engine: every target probed at its interval, quick re-checks on failure,
+state kept per target and written durably on change.
+
+Why not APScheduler for per-target timing: measured here (see NOTES and
+bench/scheduler.py), APScheduler 3 drops every run as "missed" when many are due
+at once (after a pause, a reload or a slow event loop) and spends about twice the
+CPU per run of a heap + sleep loop. Probe timing is that loop below; APScheduler
+keeps the calendar jobs (store maintenance) where its cron semantics pay off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from probes import registry
+from probes.base import ProbeContext, ProbeResult, Reason, Resolver, TLSContexts
+from probes.runner import run_probe
+
+from monitor.state import Change, Status, needs_recheck, observe
+from monitor.targets import Target
+
+if TYPE_CHECKING:
+    from monitor.inventory import Inventory
+    from monitor.store import Store
+
+log = logging.getLogger("wardwatch.engine")
+
+LATENESS_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One target and what is known of it."""
+
+    target: Target
+    status: Status = field(default_factory=Status)
+    last: ProbeResult | None = None
+    last_at: datetime | None = None
+    changes: int = 0
+
+
+@dataclass
+class EngineStats:
+    lateness_buckets: tuple[float, ...] = LATENESS_BUCKETS
+    lateness_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENESS_BUCKETS) + 1))
+    lateness_sum: float = 0.0
+    lateness_count: int = 0
+    in_flight: int = 0
+    probes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reloads: Counter[str] = field(default_factory=Counter)
+    last_reload_success: float = 0.0
+    store_errors: int = 0
+
+    def observe_lateness(self, seconds: float) -> None:
+        i = 0
+        for i, bound in enumerate(self.lateness_buckets):  # noqa: B007 - index used after loop
+            if seconds <= bound:
+                break
+        else:
+            i = len(self.lateness_buckets)
+        self.lateness_counts[i] += 1
+        self.lateness_sum += seconds
+        self.lateness_count += 1
+
+
+def parse_shard(value: str) -> tuple[int, int]:
+    """'I/N' with 1 <= I <= N (the first of three shards is 1/3)."""
+    try:
+        i_s, n_s = value.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise ValueError(f"shard must be I/N, e.g. 1/3 (got {value!r})") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"shard I/N needs 1 <= I <= N (got {value!r})")
+    return i, n
+
+
+def in_shard(target: Target, shard: tuple[int, int]) -> bool:
+    i, n = shard
+    return target.stable_hash() % n == i - 1
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: Inventory,
+        store: Store | None = None,
+        *,
+        shard: tuple[int, int] = (1, 1),
+    ) -> None:
+        self.inventory = inventory
+        self.store = store
+        self.shard = shard
+        self.stats = EngineStats()
+        self.entries: dict[str, Entry] = {}
+        self.ready = asyncio.Event()
+        self.started = False
+        mon = inventory.monitor
+        self.resolver = Resolver(mon.dns_servers)
+        self.tls = TLSContexts()
+        self._global = asyncio.Semaphore(mon.concurrency)
+        self._per_host_limit = mon.per_host_concurrency
+        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._heap: list[tuple[float, int, Entry]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._pending_first: set[str] = set()
+        self._reload_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        persisted: dict[str, Status] = {}
+        if self.store is not None:
+            try:
+                persisted = await self.store.load_statuses()
+            except Exception as exc:  # a broken store must not stop probing
+                self.stats.store_errors += 1
+                log.error("cannot read persisted state: %s", exc)
+        self._install(self._select(self.inventory.targets), persisted)
+        self.started = True
+        self._loop_task = asyncio.create_task(self._run(), name="wardwatch-scheduler")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.started = False
+
+    def context(self, timeout: float) -> ProbeContext:
+        return ProbeContext(timeout=timeout, resolver=self.resolver, tls=self.tls)
+
+    def _select(self, targets: list[Target]) -> list[Target]:
+        if self.shard == (1, 1):
+            return list(targets)
+        return [t for t in targets if in_shard(t, self.shard)]
+
+    def _install(self, targets: list[Target], persisted: dict[str, Status]) -> None:
+        """Build entries; keep the entry (state and schedule) of every unchanged target."""
+        old = self.entries
+        new: dict[str, Entry] = {}
+        now = time.monotonic()
+        for t in targets:
+            prev = old.get(t.key)
+            if prev is not None and prev.target == t:
+                new[t.key] = prev
+                continue
+            entry = Entry(t, status=prev.status if prev else persisted.get(t.key, Status()))
+            new[t.key] = entry
+            self._pending_first.add(t.key)
+            # First probes spread over one interval by a stable phase, so 33k targets
+            # never fire at once and a restart keeps roughly the same rhythm.
+            phase = (t.stable_hash() / 2**64) * t.interval
+            self._push(now + phase, entry)
+        self._pending_first &= new.keys()
+        self.entries = new
+        self._check_ready()
+        self._wake.set()
+
+    def _push(self, due: float, entry: Entry) -> None:
+        heapq.heappush(self._heap, (due, next(self._seq), entry))
+        if self._heap[0][2] is entry:
+            self._wake.set()  # earlier than what the loop sleeps for
+
+    def _check_ready(self) -> None:
+        if not self._pending_first:
+            self.ready.set()
+
+    # -- reload ------------------------------------------------------------
+
+    async def reload(self) -> list[str]:
+        """Re-read the inventory; on any problem keep the running one and say why."""
+        from monitor.inventory import InventoryError, load_inventory
+
+        async with self._reload_lock:
+            try:
+                inv = await asyncio.to_thread(load_inventory, self.inventory.source)
+            except InventoryError as exc:
+                problems = [str(p) for p in exc.problems]
+                self.stats.reloads["failure"] += 1
+                log.error("inventory reload refused, keeping the running one: %s", "; ".join(problems))
+                return problems
+            except OSError as exc:
+                self.stats.reloads["failure"] += 1
+                msg = f"{self.inventory.source}: cannot read: {exc.strerror or exc}"
+                log.error("inventory reload refused: %s", msg)
+                return [msg]
+            self.inventory = inv
+            self._install(self._select(inv.targets), {})
+            self.stats.reloads["success"] += 1
+            self.stats.last_reload_success = time.time()
+            log.info("inventory reloaded: %d targets", len(self.entries))
+            return []
+
+    # -- scheduling ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, _, entry = self._heap[0]
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            heapq.heappop(self._heap)
+            if self.entries.get(entry.target.key) is not entry:
+                continue  # removed or replaced by a reload
+            task = asyncio.create_task(self._probe(entry, due))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _host_sem(self, host: str) -> asyncio.Semaphore:
+        sem = self._per_host.get(host)
+        if sem is None:
+            sem = self._per_host[host] = asyncio.Semaphore(self._per_host_limit)
+        return sem
+
+    async def _probe(self, entry: Entry, due: float) -> None:
+        t = entry.target
+        async with self._global, self._host_sem(t.host):
+            self.stats.observe_lateness(max(0.0, time.monotonic() - due))
+            self.stats.in_flight += 1
+            try:
+                result = await run_probe(registry.get(t.probe), t.target, t.config, self.context(t.timeout))
+            finally:
+                self.stats.in_flight -= 1
+        if self.entries.get(t.key) is not entry:
+            return
+        self._record(entry, result)
+        now = time.monotonic()
+        if needs_recheck(entry.status, t.rechecks + 1):
+            self._push(now + t.recheck_spacing, entry)
+        else:
+            nxt = due + t.interval
+            if nxt <= now:  # fell behind (slow probe, busy loop): skip, keep the phase
+                nxt += ((now - nxt) // t.interval + 1) * t.interval
+            self._push(nxt, entry)
+
+    def _record(self, entry: Entry, result: ProbeResult) -> None:
+        t = entry.target
+        at = utcnow()
+        outcome = "success" if result.success else (
+            "internal_error" if result.reason is Reason.INTERNAL_ERROR else "failure"
+        )
+        self.stats.probes[(t.probe, outcome)] += 1
+        if result.reason is not None:
+            self.stats.reasons[(t.probe, result.reason.value)] += 1
+        status, change = observe(entry.status, result, at, t.rechecks + 1)
+        entry.status, entry.last, entry.last_at = status, result, at
+        if t.key in self._pending_first:
+            self._pending_first.discard(t.key)
+            self._check_ready()
+        if change is not None:
+            entry.changes += 1
+            self._log_change(t, change)
+            if self.store is not None:
+                self.store.submit(t.key, change, status, self._store_failed)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self.stats.store_errors += 1
+        log.error("store write failed (probing continues): %s", exc)
+
+    @staticmethod
+    def _log_change(t: Target, change: Change) -> None:
+        log.info(
+            "%s %s %s: %s -> %s%s",
+            t.unit_code,
+            t.service,
+            t.target,
+            change.old,
+            change.new,
+            f" ({change.reason}: {change.message})" if change.reason else "",
+            extra={
+                "unit_code": t.unit_code,
+                "service": t.service,
+                "probe": t.probe,
+                "target": t.target,
+                "state": change.new.value,
+                "reason": change.reason.value if change.reason else None,
+            },
+        )
+

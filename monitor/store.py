@@ -1,0 +1,288 @@
+"""The embedded store: SQLite, one writer thread, versioned schema.
+
+What is kept (and so what the file grows with): one row per target with its
+current state, and one row per state change. Probe results themselves are not
+kept here (they are on /metrics for Prometheus); state changes are pruned after
+``retention_days``. Writes go through one thread so the event loop never waits
+on the disk, and are committed with synchronous=FULL: a state change that has
+been acknowledged survives a crash or power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from probes.base import Reason
+
+from monitor.state import Change, State, Status
+
+log = logging.getLogger("wardwatch.store")
+
+# Each entry upgrades the schema by one version; never edit a released one, append.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE target_status (
+        key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since TEXT,
+        reason TEXT,
+        message TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL DEFAULT 0,
+        first_failure_at TEXT
+    );
+    CREATE TABLE state_changes (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        at TEXT NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        reason TEXT,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX state_changes_key_at ON state_changes (key, at);
+    CREATE INDEX state_changes_at ON state_changes (at);
+    """,
+)
+
+ErrorCallback = Callable[[BaseException], None]
+
+
+@dataclass(slots=True, frozen=True)
+class StoredChange:
+    key: str
+    at: datetime
+    old: State
+    new: State
+    reason: str | None
+    message: str
+
+
+def _ts(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class StoreError(Exception):
+    pass
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version; return it. Never drops history."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"store schema version {version} is newer than this wardwatch knows ({len(MIGRATIONS)}): "
+            "upgrade wardwatch rather than opening it with an older one"
+        )
+    for v in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # executescript() would commit on its own; one statement at a time keeps
+            # the whole step (schema and version) in one transaction.
+            for stmt in MIGRATIONS[v].split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+_STOP = object()
+
+
+class Store:
+    def __init__(self, path: str | Path, retention_days: float = 400.0) -> None:
+        self.path = Path(path)
+        self.retention = timedelta(days=retention_days)
+        self._q: queue.Queue[object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """Open (creating or upgrading) the file; raises StoreError with a clear message."""
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = connect(self.path)
+            migrate(self._conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open store: {exc.strerror or exc}") from exc
+        self._loop = asyncio.get_running_loop() if _has_loop() else None
+        self._thread = threading.Thread(target=self._writer, name="wardwatch-store", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- writes ----------------------------------------------------------------
+
+    def submit(self, key: str, change: Change, status: Status, on_error: ErrorCallback | None = None) -> None:
+        """Queue a state change; it is committed durably by the writer thread."""
+        self._q.put((key, change, status, on_error))
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is committed."""
+        done = threading.Event()
+        self._q.put(done)
+        await asyncio.to_thread(done.wait)
+
+    def _writer(self) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        while True:
+            item = self._q.get()
+            batch = [item]
+            while len(batch) < 2000:  # one transaction for a burst (startup, mass outage)
+                try:
+                    batch.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            changes = [b for b in batch if isinstance(b, tuple)]
+            if changes:
+                try:
+                    self._write(conn, changes)
+                except Exception as exc:  # disk full, read-only, locked: report, keep going
+                    log.error("store write failed for %d changes: %s", len(changes), exc)
+                    for *_, cb in changes:
+                        if cb is not None and self._loop is not None:
+                            self._loop.call_soon_threadsafe(cb, exc)
+            for b in batch:
+                if isinstance(b, threading.Event):
+                    b.set()
+            if any(b is _STOP for b in batch):
+                return
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, changes: list[tuple[str, Change, Status, ErrorCallback | None]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO state_changes (key, at, old, new, reason, message) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (k, _ts(c.at), c.old.value, c.new.value, c.reason.value if c.reason else None, c.message)
+                    for k, c, _, _ in changes
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO target_status (key, state, since, reason, message, failures, first_failure_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET state=excluded.state,"
+                " since=excluded.since, reason=excluded.reason, message=excluded.message,"
+                " failures=excluded.failures, first_failure_at=excluded.first_failure_at",
+                [
+                    (
+                        k,
+                        s.state.value,
+                        _ts(s.since),
+                        s.reason.value if s.reason else None,
+                        s.message,
+                        s.failures,
+                        _ts(s.first_failure_at),
+                    )
+                    for k, _, s, _ in changes
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- reads -----------------------------------------------------------------
+
+    def _read(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=5.0)
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    def load_statuses_sync(self) -> dict[str, Status]:
+        out: dict[str, Status] = {}
+        with contextlib.closing(self._read()) as conn:
+            for key, state, since, reason, message, failures, first in conn.execute(
+                "SELECT key, state, since, reason, message, failures, first_failure_at FROM target_status"
+            ):
+                out[key] = Status(
+                    State(state),
+                    _dt(since),
+                    _reason(reason),
+                    message,
+                    failures,
+                    _dt(first),
+                )
+        return out
+
+    async def load_statuses(self) -> dict[str, Status]:
+        return await asyncio.to_thread(self.load_statuses_sync)
+
+    def changes_sync(self, key: str | None = None, since: datetime | None = None) -> list[StoredChange]:
+        sql = "SELECT key, at, old, new, reason, message FROM state_changes"
+        where, args = [], []
+        if key is not None:
+            where.append("key = ?")
+            args.append(key)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(_ts(since))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at, id"
+        with contextlib.closing(self._read()) as conn:
+            return [
+                StoredChange(k, datetime.fromisoformat(at), State(o), State(n), r, m)
+                for k, at, o, n, r, m in conn.execute(sql, args)
+            ]
+
+    def prune_sync(self, now: datetime | None = None) -> int:
+        """Drop state changes older than the retention; returns how many."""
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        with contextlib.closing(connect(self.path)) as conn:
+            cur = conn.execute("DELETE FROM state_changes WHERE at < ?", (_ts(cutoff),))
+            return cur.rowcount
+
+
+def _reason(value: str | None) -> Reason | None:
+    if value is None:
+        return None
+    try:
+        return Reason(value)
+    except ValueError:
+        return Reason.INTERNAL_ERROR
+
+
+def _has_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

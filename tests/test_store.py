@@ -1,0 +1,100 @@
+"""The embedded store: durable state changes, restart, migrations, errors that don't stop probing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.state import Change, State, Status
+from monitor.store import MIGRATIONS, Store, StoreError, migrate
+from probes.base import Reason
+
+T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+
+
+async def test_changes_survive_reopen(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.open()
+    down = Status(State.DOWN, T0, Reason.REFUSED, "connection refused", 3, T0)
+    store.submit("26506/portal/http/https://x/", Change(State.UP, State.DOWN, T0, Reason.REFUSED, "refused"), down)
+    await store.flush()
+    store.close()
+
+    again = Store(tmp_path / "s.db")
+    again.open()
+    statuses = await again.load_statuses()
+    assert statuses["26506/portal/http/https://x/"] == down
+    changes = again.changes_sync()
+    assert [(c.old, c.new, c.at, c.reason) for c in changes] == [(State.UP, State.DOWN, T0, "refused")]
+    again.close()
+
+
+async def test_status_row_is_updated_not_duplicated(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.open()
+    k = "1/link/icmp/127.0.0.1"
+    store.submit(k, Change(State.UNKNOWN, State.UP, T0, None, ""), Status(State.UP, T0))
+    later = T0 + timedelta(minutes=5)
+    store.submit(k, Change(State.UP, State.DOWN, later, Reason.TIMEOUT, "t"), Status(State.DOWN, later, Reason.TIMEOUT))
+    await store.flush()
+    assert (await store.load_statuses())[k].state is State.DOWN
+    assert len(store.changes_sync(key=k)) == 2
+    assert len(store.changes_sync(key=k, since=later)) == 1
+    store.close()
+
+
+async def test_prune_drops_only_changes_older_than_retention(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", retention_days=30)
+    store.open()
+    for days in (40, 10):
+        at = T0 - timedelta(days=days)
+        store.submit("k", Change(State.UP, State.DOWN, at, None, ""), Status(State.DOWN, at))
+    await store.flush()
+    assert store.prune_sync(now=T0) == 1
+    assert [c.at for c in store.changes_sync()] == [T0 - timedelta(days=10)]
+    store.close()
+
+
+def test_migrations_are_versioned_and_refuse_a_newer_schema(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    assert migrate(conn) == len(MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert migrate(conn) == len(MIGRATIONS)  # idempotent
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this wardwatch knows"):
+        migrate(conn)
+    conn.close()
+
+
+async def test_write_failure_is_reported_not_raised(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.open()
+    errors: list[BaseException] = []
+    reported = asyncio.Event()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        reported.set()
+
+    # Make the table unwritable underneath the writer: a failing write must come
+    # back as a callback (counted as a store error), never stop the caller.
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TRIGGER no_writes BEFORE INSERT ON state_changes BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    store.submit("k", Change(State.UP, State.DOWN, T0, None, ""), Status(State.DOWN, T0), on_error)
+    await asyncio.wait_for(reported.wait(), 5)
+    assert len(errors) == 1 and "disk says no" in str(errors[0])
+    assert await store.load_statuses() == {}  # the failed batch left nothing half-written
+    store.close()
+
+
+def test_unopenable_path_gives_a_clear_error(tmp_path: Path) -> None:
+    # Root ignores directory permissions; a path through a regular file fails for everyone.
+    f = tmp_path / "file"
+    f.write_text("x")
+    store = Store(f / "s.db")
+    with pytest.raises(StoreError, match="cannot open store"):
+        store.open()
