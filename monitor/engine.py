@@ -16,6 +16,7 @@ import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -121,6 +122,9 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._pending_first: set[str] = set()
         self._reload_lock = asyncio.Lock()
+        # Called with (entry, change) after every state change: the alert engine and
+        # tests subscribe here instead of polling.
+        self.listeners: list[Callable[[Entry, Change], None]] = []
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -179,6 +183,10 @@ class Engine:
         heapq.heappush(self._heap, (due, next(self._seq), entry))
         if self._heap[0][2] is entry:
             self._wake.set()  # earlier than what the loop sleeps for
+
+    def first_round(self) -> tuple[int, int]:
+        """(targets probed at least once, all targets): the progress of the first round."""
+        return len(self.entries) - len(self._pending_first), len(self.entries)
 
     def _check_ready(self) -> None:
         if not self._pending_first:
@@ -281,6 +289,8 @@ class Engine:
             self._log_change(t, change)
             if self.store is not None:
                 self.store.submit(t.key, change, status, self._store_failed)
+            for listener in self.listeners:
+                listener(entry, change)
 
     def _store_failed(self, exc: BaseException) -> None:
         self.stats.store_errors += 1

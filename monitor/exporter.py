@@ -19,14 +19,11 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from probes.base import ProbeResult, Sample
-from probes.registry import KINDS
-from probes.runner import common_samples
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -35,6 +32,8 @@ from prometheus_client.process_collector import ProcessCollector
 from monitor import __version__
 from monitor.state import STATE_VALUE, State, Status
 from monitor.targets import SERVICES, Target
+from probes.base import ProbeResult, Sample
+from probes.registry import KINDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -219,18 +218,31 @@ def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+_SPECIAL = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
+
+
 def fmt(value: float) -> str:
     """A sample value the way Go's exporters write it: 1 not 1.0, NaN, +Inf, -Inf."""
     v = float(value)
     if v.is_integer():
         return str(int(v)) if -1e15 < v < 1e15 else repr(v)
-    if v != v:
-        return "NaN"
-    if v == math.inf:
-        return "+Inf"
-    if v == -math.inf:
-        return "-Inf"
-    return repr(v)
+    r = repr(v)
+    return _SPECIAL.get(r, r)
+
+
+def wire(text: str) -> str:
+    """``text`` as its UTF-8 bytes, one char per byte (a Latin-1 string).
+
+    The /metrics body is built from such strings: CPython then keeps every piece
+    one byte per character (Vietnamese unit names would otherwise make each line
+    two bytes per character), and the final ``encode("latin-1")`` is a plain copy
+    that yields exactly the UTF-8 text. Half the memory, about twice as fast.
+    """
+    return text if text.isascii() else text.encode().decode("latin-1")
+
+
+def _wl(value: str) -> str:
+    return wire(escape_label(value))
 
 
 def labels_text(pairs: Iterable[tuple[str, str]]) -> str:
@@ -250,7 +262,9 @@ def describe(name: str) -> tuple[str, str]:
     return FALLBACK_WARDWATCH if name.startswith("wardwatch_") else FALLBACK_PROBE
 
 
-def write_families(families: Mapping[str, Sequence[str]], parts: list[str]) -> None:
+def write_families(
+    families: Mapping[str, Sequence[str]], parts: list[str], header: Callable[[str], str] = family_header
+) -> None:
     """Append each family (header + its sample lines) in table order, then unknown names sorted."""
     known = [n for n in METRICS if n in families]
     extra = sorted(n for n in families if n not in METRICS)
@@ -258,7 +272,7 @@ def write_families(families: Mapping[str, Sequence[str]], parts: list[str]) -> N
         lines = families[name]
         if not lines:
             continue
-        parts.append(family_header(name))
+        parts.append(header(name))
         parts.append("\n".join(lines))
         parts.append("\n")
 
@@ -281,6 +295,13 @@ def _ts(at: datetime | None) -> float | None:
     return at.timestamp() if at is not None else None
 
 
+class _Discard(list[str]):
+    """Where samples with an invalid metric name go: never written."""
+
+    def append(self, _line: str) -> None:
+        pass
+
+
 # -- the /metrics renderer -----------------------------------------------------------------
 
 
@@ -295,7 +316,7 @@ class MetricsRenderer:
         self._entries_ref: object = None
         self._prefix: dict[int, tuple[Target, str]] = {}
         self._own: dict[tuple[tuple[str, str], ...], str] = {}
-        self._names_ok: dict[str, bool] = {}
+        self._values: dict[float, str] = {}
         self.last_render_seconds = 0.0
         self._process: CollectorRegistry | None = None
         if process_metrics:
@@ -308,14 +329,16 @@ class MetricsRenderer:
         hit = self._prefix.get(id(t))
         if hit is not None and hit[0] is t:
             return hit[1]
-        p = labels_text(
-            (
-                ("province", str(t.province)),
-                ("unit_code", str(t.unit_code)),
-                ("unit", t.unit_name),
-                ("service", t.service),
-                ("probe", t.probe),
-                ("target", t.target),
+        p = wire(
+            labels_text(
+                (
+                    ("province", str(t.province)),
+                    ("unit_code", str(t.unit_code)),
+                    ("unit", t.unit_name),
+                    ("service", t.service),
+                    ("probe", t.probe),
+                    ("target", t.target),
+                )
             )
         )
         self._prefix[id(t)] = (t, p)
@@ -332,15 +355,9 @@ class MetricsRenderer:
                     continue
                 # A probe label may not shadow a target label: Prometheus' own rule.
                 pairs.append((f"exported_{k}" if k in TARGET_LABELS else k, v))
-            text = ("," + labels_text(pairs)) if pairs else ""
+            text = ("," + wire(labels_text(pairs))) if pairs else ""
             self._own[labels] = text
         return text
-
-    def _name_ok(self, name: str) -> bool:
-        ok = self._names_ok.get(name)
-        if ok is None:
-            ok = self._names_ok[name] = bool(_NAME_RE.match(name))
-        return ok
 
     def render(self, snap: Snapshot) -> bytes:
         """The whole exposition as UTF-8 text. Synchronous: call it in a worker thread."""
@@ -356,15 +373,26 @@ class MetricsRenderer:
             live = {id(e.target) for e in snap.values}
             self._prefix = {k: v for k, v in self._prefix.items() if k in live}
             self._entries_ref = snap.entries
-        fam: defaultdict[str, list[str]] = defaultdict(list)
-        state_lines = fam["wardwatch_target_state"]
-        change_lines = fam["wardwatch_target_last_change_timestamp_seconds"]
-        probe_at_lines = fam["wardwatch_target_last_probe_timestamp_seconds"]
-        reason_lines = fam["wardwatch_target_failure_reason_info"]
+        if len(self._values) > 100_000:
+            self._values.clear()
+        # The hot loop (~600k lines at 33k targets): plain dict lookups, no per-sample calls
+        # unless a value, a label set or a metric name is seen for the first time.
+        fam: dict[str, list[str]] = {}
+        success = fam["probe_success"] = []
+        duration = fam["probe_duration_seconds"] = []
+        timeout = fam["probe_timeout_seconds"] = []
+        state_lines = fam["wardwatch_target_state"] = []
+        change_lines = fam["wardwatch_target_last_change_timestamp_seconds"] = []
+        probe_at_lines = fam["wardwatch_target_last_probe_timestamp_seconds"] = []
+        reason_lines = fam["wardwatch_target_failure_reason_info"] = []
         counts: Counter[tuple[str, str]] = Counter()
         prefix_of = self._target_prefix
+        own_get = self._own.get
         own_of = self._own_labels
-        name_ok = self._name_ok
+        fam_get = fam.get
+        vals = self._values
+        val_get = vals.get
+        state_value = {s: str(v) for s, v in STATE_VALUE.items()}
         down = State.DOWN
         for e in snap.values:
             t = e.target
@@ -373,7 +401,7 @@ class MetricsRenderer:
             last_at = e.last_at
             p = prefix_of(t)
             counts[(t.service, status.state.value)] += 1
-            state_lines.append(f"wardwatch_target_state{{{p}}} {STATE_VALUE[status.state]}")
+            state_lines.append(f"wardwatch_target_state{{{p}}} {state_value[status.state]}")
             if status.since is not None:
                 change_lines.append(
                     f"wardwatch_target_last_change_timestamp_seconds{{{p}}} {fmt(status.since.timestamp())}"
@@ -388,32 +416,47 @@ class MetricsRenderer:
                 )
             if last is None:
                 continue
-            for s in common_samples(last, t.timeout):
-                fam[s.name].append(f"{s.name}{{{p}}} {fmt(s.value)}")
+            # What runner.common_samples adds, written directly (no Sample objects).
+            success.append(f"probe_success{{{p}}} {1 if last.success else 0}")
+            duration.append(f"probe_duration_seconds{{{p}}} {fmt(last.duration_seconds)}")
+            timeout.append(f"probe_timeout_seconds{{{p}}} {fmt(t.timeout)}")
             for s in last.samples:
                 name = s.name
-                if not name_ok(name):
-                    continue
-                own = own_of(s.labels) if s.labels else ""
-                fam[name].append(f"{name}{{{p}{own}}} {fmt(s.value)}")
+                lines = fam_get(name)
+                if lines is None:
+                    lines = fam[name] = [] if _NAME_RE.match(name) else _Discard()
+                labels = s.labels
+                if labels:
+                    own = own_get(labels)
+                    if own is None:
+                        own = own_of(labels)
+                else:
+                    own = ""
+                v = s.value
+                val = val_get(v)
+                if val is None:
+                    val = fmt(v)
+                    if len(val) < 12:  # codes, counts, flags, whole timestamps: worth keeping
+                        vals[v] = val
+                lines.append(f"{name}{{{p}{own}}} {val}")
 
-        st = snap.stats
-        self._self_metrics(fam, st, counts)
+        self._self_metrics(fam, snap.stats, counts)
         parts: list[str] = []
-        write_families(fam, parts)
+        write_families(fam, parts, lambda name: wire(family_header(name)))
         if self._process is not None:
-            parts.append(generate_latest(self._process).decode())
-        return "".join(parts).encode()
+            parts.append(generate_latest(self._process).decode("latin-1"))  # already UTF-8
+        return "".join(parts).encode("latin-1")
 
     def _self_metrics(
-        self, fam: defaultdict[str, list[str]], st: StatsSnapshot, counts: Counter[tuple[str, str]]
+        self, fam: dict[str, list[str]], st: StatsSnapshot, counts: Counter[tuple[str, str]]
     ) -> None:
         # Lateness histogram: engine counts are per bucket; the format wants them cumulative.
         name = "wardwatch_schedule_lateness_seconds"
         bounds = list(st.lateness_buckets)
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
-        lines = fam[name]
+        lines: list[str] = []
+        fam[name] = lines
         cum = 0
         for i, le in enumerate(bounds):
             cum += st.lateness_counts[i] if i < len(st.lateness_counts) else 0
@@ -421,37 +464,36 @@ class MetricsRenderer:
         lines.append(f"{name}_sum {fmt(st.lateness_sum)}")
         lines.append(f"{name}_count {st.lateness_count}")
 
-        fam["wardwatch_probes_in_flight"].append(f"wardwatch_probes_in_flight {st.in_flight}")
+        fam["wardwatch_probes_in_flight"] = [f"wardwatch_probes_in_flight {st.in_flight}"]
 
         probes = dict.fromkeys(((k, r) for k in KINDS for r in PROBE_RESULTS), 0)
         probes.update(st.probes)
-        fam["wardwatch_probes_total"].extend(
-            f'wardwatch_probes_total{{probe="{escape_label(k)}",result="{escape_label(r)}"}} {n}'
+        fam["wardwatch_probes_total"] = [
+            f'wardwatch_probes_total{{probe="{_wl(k)}",result="{_wl(r)}"}} {n}'
             for (k, r), n in sorted(probes.items())
-        )
-        fam["wardwatch_probe_failures_total"].extend(
-            f'wardwatch_probe_failures_total{{probe="{escape_label(k)}",reason="{escape_label(r)}"}} {n}'
+        ]
+        fam["wardwatch_probe_failures_total"] = [
+            f'wardwatch_probe_failures_total{{probe="{_wl(k)}",reason="{_wl(r)}"}} {n}'
             for (k, r), n in sorted(st.reasons.items())
-        )
+        ]
         reloads = dict.fromkeys(RELOAD_RESULTS, 0)
         reloads.update(st.reloads)
-        fam["wardwatch_inventory_reloads_total"].extend(
-            f'wardwatch_inventory_reloads_total{{result="{escape_label(r)}"}} {n}'
-            for r, n in sorted(reloads.items())
-        )
-        fam["wardwatch_inventory_last_reload_success_timestamp_seconds"].append(
+        fam["wardwatch_inventory_reloads_total"] = [
+            f'wardwatch_inventory_reloads_total{{result="{_wl(r)}"}} {n}' for r, n in sorted(reloads.items())
+        ]
+        fam["wardwatch_inventory_last_reload_success_timestamp_seconds"] = [
             f"wardwatch_inventory_last_reload_success_timestamp_seconds {fmt(st.last_reload_success)}"
-        )
-        fam["wardwatch_store_errors_total"].append(f"wardwatch_store_errors_total {st.store_errors}")
+        ]
+        fam["wardwatch_store_errors_total"] = [f"wardwatch_store_errors_total {st.store_errors}"]
 
         services = sorted(set(SERVICES) | {s for s, _ in counts})
-        fam["wardwatch_targets"].extend(
-            f'wardwatch_targets{{service="{escape_label(svc)}",state="{state.value}"}} '
+        fam["wardwatch_targets"] = [
+            f'wardwatch_targets{{service="{_wl(svc)}",state="{state.value}"}} '
             f"{counts.get((svc, state.value), 0)}"
             for svc in services
             for state in State
-        )
-        fam["wardwatch_metrics_render_seconds"].append(
+        ]
+        fam["wardwatch_metrics_render_seconds"] = [
             f"wardwatch_metrics_render_seconds {fmt(self.last_render_seconds)}"
-        )
-        fam["wardwatch_build_info"].append(f'wardwatch_build_info{{version="{escape_label(__version__)}"}} 1')
+        ]
+        fam["wardwatch_build_info"] = [f'wardwatch_build_info{{version="{_wl(__version__)}"}} 1']

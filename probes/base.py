@@ -19,6 +19,7 @@ import logging
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -224,10 +225,13 @@ class TLSContexts:
             if min_version or max_version:
                 # Old peers (TLS 1.0) must still be measurable when a target asks for it.
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-            if min_version:
-                ctx.minimum_version = ssl.TLSVersion[min_version]
-            if max_version:
-                ctx.maximum_version = ssl.TLSVersion[max_version]
+            # Asking for TLS 1.0/1.1 on purpose (to measure an old peer) is not a mistake here.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                if min_version:
+                    ctx.minimum_version = ssl.TLSVersion[min_version]
+                if max_version:
+                    ctx.maximum_version = ssl.TLSVersion[max_version]
             self._cache[key] = ctx
         return ctx
 

@@ -216,7 +216,9 @@ async def _read_body(reader: asyncio.StreamReader, hop: _Hop, method: str, limit
     hop.body = b"".join(sink.parts)
 
 
-async def _request(url: str, method: str, body: bytes | None, cfg: Config, ctx: ProbeContext, st: _State) -> _Hop:
+async def _request(
+    url: str, method: str, body: bytes | None, *, cfg: Config, ctx: ProbeContext, st: _State
+) -> _Hop:
     hop = _Hop(url)
     st.hops.append(hop)
     u = urlsplit(url)
@@ -248,11 +250,15 @@ async def _request(url: str, method: str, body: bytes | None, cfg: Config, ctx: 
             st.phase = "tls"
             verify = not cfg.insecure_skip_verify
             hs = await tlsprobe.upgrade(
-                (reader, writer), host, ctx.tls.get(cfg.ca_file, verify), ctx.tls.get(cfg.ca_file, False), opener
+                (reader, writer),
+                host,
+                ctx.tls.get(cfg.ca_file, verify),
+                ctx.tls.get(cfg.ca_file, False),
+                opener,
             )
             hop.tls = hs
             t = st.add("tls", t)
-            if len(st.hops) == 1:
+            if not st.first_chain:  # first host asked for over TLS (http:// hops carry no cert)
                 st.first_chain = hs.chain
             if hs.streams is None:
                 assert hs.reason is not None
@@ -307,7 +313,11 @@ def _check(cfg: Config, st: _State, url: str) -> tuple[Reason, str, tuple[Sample
     text = hop.body.decode("utf-8", "replace")
     for p in cfg.fail_if_body_matches_regexp:
         if p.search(text):
-            return Reason.BODY_MISMATCH, f"body matches {p.pattern!r}", (Sample("probe_failed_due_to_regex", 1.0),)
+            return (
+                Reason.BODY_MISMATCH,
+                f"body matches {p.pattern!r}",
+                (Sample("probe_failed_due_to_regex", 1.0),),
+            )
     for p in cfg.fail_if_body_not_matches_regexp:
         if not p.search(text):
             return (
@@ -331,7 +341,9 @@ def _samples(cfg: Config, st: _State) -> list[Sample]:
     if not st.hops:
         return out
     last = st.hops[-1]
-    out.append(Sample("probe_http_ssl", 1.0 if last.tls is not None and last.tls.streams is not None else 0.0))
+    out.append(
+        Sample("probe_http_ssl", 1.0 if last.tls is not None and last.tls.streams is not None else 0.0)
+    )
     if last.tls is not None:
         out += last.tls.samples()
     if hops and hops[-1] is last:
@@ -359,7 +371,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     try:
         async with asyncio.timeout(ctx.remaining()):
             while True:
-                hop = await _request(url, method, body, cfg, ctx, st)
+                hop = await _request(url, method, body, cfg=cfg, ctx=ctx, st=st)
                 if not (cfg.follow_redirects and hop.status in _REDIRECTS and "location" in hop.headers):
                     break
                 if len(st.hops) > cfg.max_redirects:

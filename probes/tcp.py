@@ -130,7 +130,9 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             try:
                 streams = await opener()
             except OSError as e:
-                return failure(os_error_reason(e), f"connect to {resolved.address}:{port}: {e}", start, *samples)
+                return failure(
+                    os_error_reason(e), f"connect to {resolved.address}:{port}: {e}", start, *samples
+                )
             writer = streams[1]
             if cfg.tls or cfg.starttls:
                 phase = "TLS handshake"
@@ -167,8 +169,13 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     except TimeoutError:
         if expecting is not None and seen:  # the peer talked, just never what we wanted
             samples.append(Sample("probe_failed_due_to_regex", 1.0))
-            return failure(Reason.EXPECT_MISMATCH, f"{phase}: no line matched {expecting.pattern!r} "
-                           f"within {ctx.timeout:g}s (last: {seen[-1][:80]!r})", start, *samples)
+            return failure(
+                Reason.EXPECT_MISMATCH,
+                f"{phase}: no line matched {expecting.pattern!r} "
+                f"within {ctx.timeout:g}s (last: {seen[-1][:80]!r})",
+                start,
+                *samples,
+            )
         return failure(Reason.TIMEOUT, f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
     except (OSError, ValueError) as e:  # reset mid-dialogue, or a line over the limit
         reason = os_error_reason(e) if isinstance(e, OSError) else Reason.EXPECT_MISMATCH
@@ -176,5 +183,6 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     finally:
         if writer is not None:
             await tlsprobe.close(writer)
-    return ProbeResult(True, None, f"connected to {resolved.address}:{port}", time.monotonic() - start,
-                       tuple(samples))
+    return ProbeResult(
+        True, None, f"connected to {resolved.address}:{port}", time.monotonic() - start, tuple(samples)
+    )

@@ -58,7 +58,9 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             try:
                 streams = await opener()
             except OSError as e:
-                return failure(os_error_reason(e), f"connect to {resolved.address}:{port}: {e}", start, *samples)
+                return failure(
+                    os_error_reason(e), f"connect to {resolved.address}:{port}: {e}", start, *samples
+                )
             phase = "TLS handshake"
             verified_ctx = ctx.tls.get(cfg.ca_file, True, cfg.min_version, cfg.max_version)
             plain_ctx = ctx.tls.get(cfg.ca_file, False, cfg.min_version, cfg.max_version)

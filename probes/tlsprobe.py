@@ -66,8 +66,8 @@ def hostname_matches(cert: CertInfo, host: str) -> bool:
     """RFC 6125 matching of ``host`` against the SANs (CN only when there are none)."""
     host = host.rstrip(".").lower()
     names = cert.sans or ((cert.common_name,) if cert.common_name else ())
-    for name in names:
-        name = name.rstrip(".").lower()
+    for raw in names:
+        name = raw.rstrip(".").lower()
         if name == host:
             return True
         if name.startswith("*.") and "." in host:

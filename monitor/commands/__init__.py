@@ -1,0 +1,1 @@
+"""The ``wardwatch`` subcommands, one module each, each exporting ``register(subparsers)``."""

@@ -1,0 +1,1200 @@
+"""The inventory: which units exist, what each of them runs, and how often to look.
+
+``load_inventory(path)`` reads the YAML file (keeping the line of every key), validates it
+strictly (unknown keys are errors, like blackbox_exporter's config), checks it against the
+official list of units, and expands it into the ``Target`` list the engine probes. Every
+problem found is collected and raised together in one ``InventoryError``; each names the
+file, line, unit and field, e.g.::
+
+    inventory.yaml:42: unit 26506: link.address: not an IP address or host name: '10.0.0.300'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
+from pydantic_core import PydanticCustomError
+
+from monitor import units as official
+from monitor.targets import SERVICES, Target
+from probes.base import ProbeConfig
+from probes.registry import KINDS
+
+PathKey = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
+ConfigLookup = Callable[[str], type[ProbeConfig]]
+
+TEMPLATE_FIELDS: tuple[str, ...] = ("code", "codename", "province", "name_slug")
+_TEMPLATE_KEYS = ("portal", "email", "procedures", "old_domain_url")
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an inventory file, where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    unit_code: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        parts = [f"{self.file}:{self.line}" if self.line else self.file]
+        if self.unit_code is not None:
+            parts.append(f"unit {self.unit_code}")
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class InventoryError(Exception):
+    """The inventory is not usable; ``problems`` lists everything found, in file order."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Value types
+
+
+def _err(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """'500ms', '30s', '5m', '1h', '1m30s' or a number of seconds -> seconds (float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _err("duration", f"not a duration: {value!r} (use e.g. 500ms, 30s, 5m, 1h or seconds)")
+    if isinstance(value, str):
+        text = value.strip()
+        pos, total = 0, 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if not text or pos != len(text):
+            try:
+                total = float(text)
+            except ValueError:
+                raise _err(
+                    "duration", f"not a duration: {value!r} (use e.g. 500ms, 30s, 5m, 1h or seconds)"
+                ) from None
+        return total
+    return float(value)
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if not seconds > 0:
+        raise _err("duration", f"must be positive, got {value!r}")
+    return seconds
+
+
+def _non_negative_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if not seconds >= 0:
+        raise _err("duration", f"must not be negative, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_hostname(value: str) -> bool:
+    """Host name syntax (RFC 1123 labels); an all-numeric name is not a host name."""
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if all(label.isdigit() for label in labels):
+        return False
+    return all(_HOST_LABEL.match(label) for label in labels)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _address(value: object) -> str:
+    if not isinstance(value, str) or not (_is_ip(value) or is_hostname(value)):
+        raise _err("address", f"not an IP address or host name: {value!r}")
+    return value
+
+
+def _hostname(value: object) -> str:
+    if not isinstance(value, str) or not is_hostname(value):
+        raise _err("hostname", f"not a host name: {value!r}")
+    return value.lower().rstrip(".")
+
+
+def split_host_port(value: str, default_port: int | None) -> tuple[str, int]:
+    """'host', 'host:port', '[v6]:port', 'v6' -> (host, port); ValueError when malformed."""
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(value)
+        port_text = rest[1:] if rest else None
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    else:
+        host, port_text = value, None
+    if port_text is None:
+        if default_port is None:
+            raise ValueError("port required")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("bad port")
+    return host, int(port_text)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _host_port(default_port: int | None) -> Callable[[object], str]:
+    def validate(value: object) -> str:
+        want = "host:port" if default_port is None else "host[:port]"
+        if not isinstance(value, str):
+            raise _err("host_port", f"not {want}: {value!r}")
+        try:
+            host, port = split_host_port(value, default_port)
+        except ValueError:
+            raise _err("host_port", f"not {want}: {value!r}") from None
+        if not (_is_ip(host) or is_hostname(host)):
+            raise _err("host_port", f"not an IP address or host name: {host!r}")
+        return join_host_port(host, port)
+
+    return validate
+
+
+def check_url(value: object) -> str:
+    """An http(s) URL with a valid host; returns it unchanged or raises ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a URL: {value!r}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"not a URL: {value!r} ({e})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"URL scheme must be http or https: {value!r}")
+    host = parts.hostname
+    if not host or not (_is_ip(host) or is_hostname(host)):
+        raise ValueError(f"URL has no valid host: {value!r}")
+    if port == 0:
+        raise ValueError(f"URL has a bad port: {value!r}")
+    return value
+
+
+def _url(value: object) -> str:
+    try:
+        return check_url(value)
+    except ValueError as e:
+        raise _err("url", str(e)) from None
+
+
+def _codename(value: object) -> str:
+    if not isinstance(value, str) or not official.is_dns_label(value):
+        raise _err("codename", f"not a DNS label (a-z, 0-9, '-', at most 63): {value!r}")
+    return value
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _err("name", "must be a non-empty string")
+    return official.normalise_name(value)
+
+
+def _unit_type(value: object) -> object:
+    return unicodedata.normalize("NFC", value).strip() if isinstance(value, str) else value
+
+
+def _non_empty(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise _err("empty", "must not be empty")
+    return value
+
+
+StrictInt = Annotated[int, Strict()]
+Duration = Annotated[float, BeforeValidator(_positive_duration)]
+SpacingDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
+Address = Annotated[str, BeforeValidator(_address)]
+Hostname = Annotated[str, BeforeValidator(_hostname)]
+Url = Annotated[str, BeforeValidator(_url)]
+Codename = Annotated[str, BeforeValidator(_codename)]
+UnitName = Annotated[str, BeforeValidator(_name)]
+UnitType = Annotated[Literal["phường", "xã", "đặc khu"], BeforeValidator(_unit_type)]
+NonEmptyStr = Annotated[str, BeforeValidator(_non_empty)]
+DnsServer = Annotated[str, BeforeValidator(_host_port(53))]
+SmtpHost = Annotated[str, BeforeValidator(_host_port(25))]
+TlsHost = Annotated[str, BeforeValidator(_host_port(443))]
+
+
+def _positive_int(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+        raise _err("positive", f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_int(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise _err("non_negative", f"must not be negative, got {value}")
+    return value
+
+
+def _port(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and not 0 < value < 65536:
+        raise _err("port", f"not a port number (1-65535): {value}")
+    return value
+
+
+PositiveInt = Annotated[int, Strict(), BeforeValidator(_positive_int)]
+NonNegativeInt = Annotated[int, Strict(), BeforeValidator(_non_negative_int)]
+Port = Annotated[int, Strict(), BeforeValidator(_port)]
+Options = dict[str, Any]
+
+# ---------------------------------------------------------------------------------------------
+# Models (the file as written)
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timing(BaseModel):
+    model_config = _STRICT
+
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    rechecks: NonNegativeInt | None = None
+    recheck_spacing: SpacingDuration | None = None
+
+
+class KindOptions(BaseModel):
+    """Per probe kind option dicts, validated later by that probe's Config."""
+
+    model_config = _STRICT
+
+    icmp: Options | None = None
+    tcp: Options | None = None
+    http: Options | None = None
+    tls: Options | None = None
+    dns: Options | None = None
+    certfile: Options | None = None
+
+    def options(self, kind: str) -> Options | None:
+        value: Options | None = getattr(self, kind, None)
+        return value
+
+
+class ServiceSettings(Timing, KindOptions):
+    """What every service block accepts (and defaults.services.<service>)."""
+
+    enabled: bool = True
+
+
+class LinkBlock(ServiceSettings):
+    address: Address
+
+
+class VcBlock(ServiceSettings):
+    address: Address
+    tcp_ports: list[Port] = []
+
+
+class PortalBlock(ServiceSettings):
+    url: Url | None = None
+
+
+class EmailBlock(ServiceSettings):
+    domain: Hostname | None = None
+    smtp: list[SmtpHost] = []
+
+
+class CertsBlock(ServiceSettings):
+    hosts: list[TlsHost] = []
+    files: list[NonEmptyStr] = []
+
+
+class ProceduresBlock(ServiceSettings):
+    url: Url | None = None
+
+
+class Check(Timing):
+    """An explicit extra target; keys other than these are options of the probe's Config."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    service: Literal["link", "vc_gov", "vc_party", "portal", "email", "certs", "procedures"]
+    probe: Literal["icmp", "tcp", "http", "tls", "dns", "certfile"]
+    target: NonEmptyStr
+    enabled: bool = True
+
+
+class MergedUnit(BaseModel):
+    """An old (pre-2025) unit merged into this one."""
+
+    model_config = _STRICT
+
+    code: PositiveInt
+    name: UnitName
+    domains: list[Hostname] = []
+
+
+class Unit(BaseModel):
+    model_config = _STRICT
+
+    code: PositiveInt
+    name: UnitName
+    type: UnitType
+    codename: Codename | None = None
+    merged_from: list[MergedUnit] = []
+    link: LinkBlock | None = None
+    vc_gov: VcBlock | None = None
+    vc_party: VcBlock | None = None
+    portal: PortalBlock | None = None
+    email: EmailBlock | None = None
+    certs: CertsBlock | None = None
+    procedures: ProceduresBlock | None = None
+    checks: list[Check] = []
+
+    def block(self, service: str) -> ServiceSettings | None:
+        value: ServiceSettings | None = getattr(self, service)
+        return value
+
+
+class Templates(BaseModel):
+    model_config = _STRICT
+
+    portal: str | None = None
+    email: str | None = None
+    procedures: str | None = None
+    old_domain_url: str = "https://{domain}/"
+
+
+class ServicesDefaults(BaseModel):
+    model_config = _STRICT
+
+    link: ServiceSettings | None = None
+    vc_gov: ServiceSettings | None = None
+    vc_party: ServiceSettings | None = None
+    portal: ServiceSettings | None = None
+    email: ServiceSettings | None = None
+    certs: ServiceSettings | None = None
+    procedures: ServiceSettings | None = None
+
+    def block(self, service: str) -> ServiceSettings | None:
+        value: ServiceSettings | None = getattr(self, service)
+        return value
+
+
+class Defaults(BaseModel):
+    model_config = _STRICT
+
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    rechecks: NonNegativeInt = 2
+    recheck_spacing: SpacingDuration = 2.0
+    ca_file: NonEmptyStr | None = None
+    templates: Templates = Templates()
+    probes: KindOptions = KindOptions()
+    services: ServicesDefaults = ServicesDefaults()
+
+
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class MonitorSettings(BaseModel):
+    model_config = _STRICT
+
+    dns_servers: list[DnsServer] = []
+    concurrency: PositiveInt = 1000
+    per_host_concurrency: PositiveInt = 8
+    allow_any_target: bool = False
+    modules: dict[str, Options] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """A named /probe module (like blackbox_exporter's modules)."""
+
+    name: str
+    probe: str
+    config: ProbeConfig
+    timeout: float
+
+
+@dataclass(slots=True)
+class Inventory:
+    source: Path
+    province: int
+    province_name: str
+    monitor: MonitorSettings
+    defaults: Defaults
+    units: list[Unit]
+    modules: dict[str, Module]
+    targets: list[Target]
+    dns_server: str  # the resolver email (MX) checks ask
+
+    def targets_by_service(self) -> dict[str, int]:
+        counts = dict.fromkeys(SERVICES, 0)
+        for t in self.targets:
+            counts[t.service] = counts.get(t.service, 0) + 1
+        return {s: n for s, n in counts.items() if n}
+
+    def summary(self) -> str:
+        by = ", ".join(f"{s} {n}" for s, n in self.targets_by_service().items())
+        return (
+            f"{self.source}: OK: province {self.province} ({self.province_name}), "
+            f"{len(self.units)} units, {len(self.targets)} targets" + (f" ({by})" if by else "")
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@dataclass(slots=True)
+class _Doc:
+    data: Any
+    lines: dict[PathKey, int]
+
+    def line(self, path: PathKey) -> int | None:
+        for n in range(len(path), -1, -1):
+            line = self.lines.get(path[:n])
+            if line is not None:
+                return line
+        return None
+
+
+def _compose(text: str, file: str) -> tuple[_Doc | None, list[Problem]]:
+    problems: list[Problem] = []
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, [Problem(file, 1, None, "", "file is empty")]
+        lines: dict[PathKey, int] = {(): node.start_mark.line + 1}
+
+        def build(node: yaml.Node, path: PathKey) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                loader.flatten_mapping(node)
+                out: dict[Any, Any] = {}
+                for key_node, value_node in node.value:
+                    key = loader.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    if not isinstance(key, str | int | float | bool) and key is not None:
+                        problems.append(Problem(file, line, None, _field(path), "keys must be scalars"))
+                        continue
+                    if isinstance(key, bool) or not isinstance(key, str | int):
+                        key = str(key)  # 'on:', 'null:', '1.5:' as written-ish; reported as unknown keys
+                    if key in out:
+                        problems.append(
+                            Problem(
+                                file,
+                                line,
+                                None,
+                                _field((*path, key)),
+                                f"duplicate key (first at line {lines[(*path, key)]})",
+                            )
+                        )
+                        continue
+                    lines[(*path, key)] = line
+                    out[key] = build(value_node, (*path, key))
+                return out
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for i, item in enumerate(node.value):
+                    lines[(*path, i)] = item.start_mark.line + 1
+                    items.append(build(item, (*path, i)))
+                return items
+            if node.tag == _STR_TAG:  # most scalars: skip the constructor's bookkeeping
+                return node.value
+            return loader.construct_object(node, deep=True)
+
+        data = build(node, ())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        return None, [Problem(file, line, None, "", f"YAML syntax error: {what}")]
+    except yaml.YAMLError as e:
+        return None, [Problem(file, None, None, "", f"YAML error: {e}")]
+    finally:
+        loader.dispose()
+    return _Doc(data, lines), problems
+
+
+def _field(path: Iterable[str | int]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_inventory(
+    path: str | Path,
+    *,
+    config_for: ConfigLookup | None = None,
+    system_resolver: str | None = None,
+) -> Inventory:
+    """Read, validate and expand an inventory file; raises ``InventoryError`` with every problem.
+
+    ``config_for(kind)`` gives a probe kind's Config class (default: ``probes.registry``);
+    ``system_resolver`` is the DNS server email checks ask when ``monitor.dns_servers`` is empty
+    (default: the first nameserver of /etc/resolv.conf).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        problem = Problem(str(path), None, None, "", f"cannot read: not UTF-8 ({e.reason})")
+        raise InventoryError([problem]) from e
+    except OSError as e:
+        raise InventoryError([Problem(str(path), None, None, "", f"cannot read: {e.strerror or e}")]) from e
+    return parse_inventory(text, path, config_for=config_for, system_resolver=system_resolver)
+
+
+def parse_inventory(
+    text: str,
+    source: str | Path = "<inventory>",
+    *,
+    config_for: ConfigLookup | None = None,
+    system_resolver: str | None = None,
+) -> Inventory:
+    """Like ``load_inventory`` for text already read; ``source`` names it in problems."""
+    source = Path(source)
+    file = str(source)
+    doc, problems = _compose(text, file)
+    if doc is None:
+        raise InventoryError(problems)
+    b = _Builder(file, doc, config_for or _registry_config, system_resolver)
+    b.problems.extend(problems)
+    inv = b.build(source)
+    if b.problems:
+        raise InventoryError(_ordered(b.problems))
+    assert inv is not None
+    return inv
+
+
+def _registry_config(kind: str) -> type[ProbeConfig]:
+    from probes import registry
+
+    return registry.get(kind).config
+
+
+def system_nameserver(resolv_conf: Path = Path("/etc/resolv.conf")) -> str:
+    """The first 'nameserver' of resolv.conf as 'host:53' ('127.0.0.1:53' when there is none)."""
+    try:
+        for line in resolv_conf.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                return join_host_port(parts[1].split("%", 1)[0], 53)
+    except OSError:
+        pass
+    return "127.0.0.1:53"
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    seen: set[Problem] = set()
+    unique = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return sorted(unique, key=lambda p: p.line or 0)
+
+
+@dataclass(slots=True)
+class _Setting:
+    value: Any
+    path: PathKey
+    level: int
+
+
+@dataclass(slots=True)
+class _Level:
+    """One layer of settings (defaults, defaults.services.<svc>, the unit's block, a check)."""
+
+    path: PathKey
+    timing: Timing | Defaults | None
+    options: Mapping[str, Options | None] = field(default_factory=dict)
+    enabled: bool | None = None
+
+
+_TOP_KEYS = ("province", "monitor", "defaults", "units")
+_TIMING_FIELDS = ("interval", "timeout", "rechecks", "recheck_spacing")
+
+
+class _Builder:
+    def __init__(self, file: str, doc: _Doc, config_for: ConfigLookup, system_resolver: str | None) -> None:
+        self.file = file
+        self.doc = doc
+        self.config_for = config_for
+        self.system_resolver = system_resolver
+        self.problems: list[Problem] = []
+        self.unit_codes: dict[int, int] = {}  # index in units -> code, for messages
+        self.configs: dict[str, type[ProbeConfig] | None] = {}
+        self.config_cache: dict[tuple[Any, ...], ProbeConfig | list[Any]] = {}
+        self.bad_templates: set[str] = set()
+
+    # -- problems -------------------------------------------------------------------------------
+    def problem(self, path: PathKey, message: str, line_path: PathKey | None = None) -> None:
+        unit_code = None
+        rel: PathKey = path
+        if len(path) >= 2 and path[0] == "units" and isinstance(path[1], int):
+            unit_code = self.unit_codes.get(path[1])
+            if unit_code is not None:
+                rel = path[2:]
+        line = self.doc.line(line_path if line_path is not None else path)
+        self.problems.append(Problem(self.file, line, unit_code, _field(rel), message))
+
+    def validation_errors(self, prefix: PathKey, exc: ValidationError) -> None:
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            path = (*prefix, *loc)
+            if e["type"] == "extra_forbidden":
+                msg = "SNMP settings are not supported yet" if loc and loc[-1] == "snmp" else "unknown key"
+            elif e["type"] == "missing":
+                msg = "required"
+            else:
+                msg = e["msg"]
+            self.problem(path, msg)
+
+    def validate(self, model: type[M], data: Any, prefix: PathKey) -> M | None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.problem(prefix, f"must be a mapping, got {type(data).__name__}")
+            return None
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            self.validation_errors(prefix, e)
+            return None
+
+    # -- the whole file -------------------------------------------------------------------------
+    def build(self, source: Path) -> Inventory | None:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.problem((), "the top level must be a mapping (province, monitor, defaults, units)")
+            return None
+        for key in data:
+            if key not in _TOP_KEYS:
+                self.problem((key,), f"unknown key (allowed: {', '.join(_TOP_KEYS)})")
+
+        province = data.get("province")
+        province_ok = False
+        province_code = 0
+        if "province" not in data:
+            self.problem(("province",), "required")
+        elif isinstance(province, bool) or not isinstance(province, int):
+            self.problem(("province",), f"must be an official province code (a number), got {province!r}")
+        elif province not in official.provinces():
+            self.problem(
+                ("province",),
+                f"unknown province code {province} (valid: {', '.join(map(str, official.provinces()))})",
+            )
+        else:
+            province_ok, province_code = True, province
+
+        monitor = self.validate(MonitorSettings, data.get("monitor"), ("monitor",)) or MonitorSettings()
+        defaults = self.validate(Defaults, data.get("defaults"), ("defaults",)) or Defaults()
+        self.defaults = defaults
+        self.check_defaults(defaults)
+        modules = self.build_modules(monitor, defaults)
+
+        if monitor.dns_servers:
+            self.dns_server = monitor.dns_servers[0]
+        else:
+            self.dns_server = self.system_resolver or system_nameserver()
+
+        raw_units = data.get("units")
+        units: list[Unit] = []
+        if "units" not in data:
+            self.problem(("units",), "required")
+            raw_units = []
+        elif raw_units is None:
+            raw_units = []
+        elif not isinstance(raw_units, list):
+            self.problem(("units",), "must be a list of units")
+            raw_units = []
+        first_index: dict[int, int] = {}
+        codenames: dict[str, int] = {}
+        index = official.official_index(province_code) if province_ok else {}
+        targets: list[Target] = []
+        seen_keys: dict[str, PathKey] = {}
+        for i, raw in enumerate(raw_units):
+            if isinstance(raw, dict):
+                code = raw.get("code")
+                if isinstance(code, int) and not isinstance(code, bool):
+                    self.unit_codes[i] = code
+            unit = self.validate(Unit, raw, ("units", i))
+            if unit is None:
+                continue
+            if unit.code in first_index:
+                first = self.doc.line(("units", first_index[unit.code]))
+                self.problem(("units", i, "code"), f"duplicate unit code (first at line {first})")
+                continue
+            first_index[unit.code] = i
+            off = index.get(unit.code)
+            if province_ok and off is None:
+                self.problem(
+                    ("units", i, "code"),
+                    f"not an official commune-level unit of province {province_code}",
+                )
+            elif off is not None and off.type != unit.type:
+                self.problem(("units", i, "type"), f"the official type is {off.type!r}, not {unit.type!r}")
+            codename = unit.codename or (off.codename if off else official.ascii_slug(unit.name))
+            if codename in codenames:
+                self.problem(
+                    ("units", i, "codename") if unit.codename else ("units", i),
+                    f"codename {codename!r} is also used by unit {codenames[codename]}",
+                )
+            else:
+                codenames[codename] = unit.code
+            units.append(unit)
+            for t, path in self.expand_unit(i, unit, province_code, codename):
+                if t.key in seen_keys:
+                    first = self.doc.line(seen_keys[t.key])
+                    self.problem(path, f"duplicate target {t.key} (first at line {first})")
+                    continue
+                seen_keys[t.key] = path
+                targets.append(t)
+        if self.problems:
+            return None
+        return Inventory(
+            source=source,
+            province=province_code,
+            province_name=official.provinces()[province_code],
+            monitor=monitor,
+            defaults=defaults,
+            units=units,
+            modules=modules,
+            targets=targets,
+            dns_server=self.dns_server,
+        )
+
+    # -- defaults, templates and modules --------------------------------------------------------
+    def check_defaults(self, defaults: Defaults) -> None:
+        base = _Level(("defaults",), defaults, defaults.probes.model_dump())
+        self.effective_timing([base])
+        for kind in KINDS:
+            self.check_option_keys(kind, ("defaults", "probes", kind), defaults.probes.options(kind))
+        for svc in SERVICES:
+            block = defaults.services.block(svc)
+            if block is not None:
+                self.effective_timing([base, _Level(("defaults", "services", svc), block)])
+                for kind in KINDS:
+                    self.check_option_keys(kind, ("defaults", "services", svc, kind), block.options(kind))
+        t = defaults.templates
+        for key in _TEMPLATE_KEYS:
+            tmpl = getattr(t, key)
+            if tmpl is None:
+                continue
+            allowed = (*TEMPLATE_FIELDS, "domain") if key == "old_domain_url" else TEMPLATE_FIELDS
+            try:
+                names = [f for _, f, _, _ in string.Formatter().parse(tmpl) if f is not None]
+            except ValueError as e:
+                self.problem(("defaults", "templates", key), f"bad template {tmpl!r}: {e}")
+                self.bad_templates.add(key)
+                continue
+            for name in names:
+                if name not in allowed:
+                    known = ", ".join("{" + a + "}" for a in allowed)
+                    self.problem(
+                        ("defaults", "templates", key), f"unknown placeholder {{{name}}} (known: {known})"
+                    )
+                    self.bad_templates.add(key)
+
+    def render(self, key: str, values: Mapping[str, object]) -> str | None:
+        tmpl: str | None = getattr(self.defaults.templates, key)
+        if tmpl is None or key in self.bad_templates:
+            return None
+        return tmpl.format_map(values)
+
+    def build_modules(self, monitor: MonitorSettings, defaults: Defaults) -> dict[str, Module]:
+        modules: dict[str, Module] = {}
+        for name, raw in monitor.modules.items():
+            path: PathKey = ("monitor", "modules", name)
+            if not _MODULE_NAME.match(name):
+                self.problem(path, "module names may use A-Z, a-z, 0-9, '_', '.', '-'")
+            if not isinstance(raw, dict):
+                self.problem(path, "must be a mapping {probe: KIND, <probe options>}")
+                continue
+            kind = raw.get("probe")
+            if kind not in KINDS:
+                self.problem((*path, "probe"), f"must be one of {', '.join(KINDS)}, got {kind!r}")
+                continue
+            timeout = defaults.timeout
+            if "timeout" in raw:
+                try:
+                    timeout = _positive_duration(raw["timeout"])
+                except PydanticCustomError as e:
+                    self.problem((*path, "timeout"), e.message())
+            opts = {k: v for k, v in raw.items() if k not in ("probe", "timeout")}
+            self.check_option_keys(kind, path, opts)
+            merged = {k: _Setting(v, (*path, k), 0) for k, v in opts.items()}
+            cfg = self.make_config(kind, merged, path)
+            if cfg is not None:
+                modules[name] = Module(name, kind, cfg, timeout)
+        return modules
+
+    # -- probe options --------------------------------------------------------------------------
+    def config_class(self, kind: str) -> type[ProbeConfig] | None:
+        if kind not in self.configs:
+            try:
+                self.configs[kind] = self.config_for(kind)
+            except Exception as e:  # a probe module missing or broken: one problem, not a traceback
+                self.problems.append(
+                    Problem(self.file, None, None, "probes", f"probe kind {kind!r} is not available: {e}")
+                )
+                self.configs[kind] = None
+        return self.configs[kind]
+
+    def check_option_keys(self, kind: str, path: PathKey, opts: Mapping[str, Any] | None) -> None:
+        if not opts:
+            return
+        cls = self.config_class(kind)
+        if cls is None:
+            return
+        for key in opts:
+            if key not in cls.model_fields:
+                known = ", ".join(cls.model_fields)
+                self.problem((*path, key), f"unknown {kind} probe option (known: {known})")
+
+    def make_config(self, kind: str, merged: dict[str, _Setting], block_path: PathKey) -> ProbeConfig | None:
+        cls = self.config_class(kind)
+        if cls is None:
+            return None
+        if (
+            "ca_file" in cls.model_fields
+            and "ca_file" not in merged
+            and self.defaults.ca_file is not None
+        ):
+            merged["ca_file"] = _Setting(self.defaults.ca_file, ("defaults", "ca_file"), 0)
+        values = {k: s.value for k, s in merged.items() if k in cls.model_fields}
+        try:
+            cache_key: tuple[Any, ...] = (kind, _freeze(values))
+        except TypeError:
+            cache_key = ()
+        cached = self.config_cache.get(cache_key) if cache_key else None
+        if cached is None:
+            try:
+                cached = cls(**values)
+            except ValidationError as e:
+                cached = list(e.errors())
+            if cache_key:
+                self.config_cache[cache_key] = cached
+        if isinstance(cached, ProbeConfig):
+            return cached
+        for err in cached:
+            loc = tuple(err["loc"])
+            if loc and isinstance(loc[0], str) and loc[0] in merged:
+                path = (*merged[loc[0]].path, *loc[1:])
+            else:
+                path = (*block_path, *loc)
+            msg = "required" if err["type"] == "missing" else err["msg"]
+            self.problem(path, f"{kind} probe: {msg}")
+        return None
+
+    def merge_options(self, kind: str, levels: list[_Level]) -> dict[str, _Setting]:
+        merged: dict[str, _Setting] = {}
+        for n, level in enumerate(levels):
+            opts = level.options.get(kind)
+            if opts:
+                kind_path = level.path if level.path[-2:-1] == ("checks",) else (*level.path, kind)
+                for k, v in opts.items():
+                    merged[k] = _Setting(v, (*kind_path, k), n)
+        return merged
+
+    # -- timing ---------------------------------------------------------------------------------
+    def effective_timing(self, levels: list[_Level]) -> dict[str, _Setting]:
+        eff: dict[str, _Setting] = {}
+        for name in _TIMING_FIELDS:
+            for n in range(len(levels) - 1, -1, -1):
+                t = levels[n].timing
+                value = getattr(t, name, None) if t is not None else None
+                if value is not None:
+                    eff[name] = _Setting(value, (*levels[n].path, name), n)
+                    break
+        interval, timeout = eff["interval"], eff["timeout"]
+        rechecks, spacing = eff["rechecks"], eff["recheck_spacing"]
+        if timeout.value >= interval.value:
+            where = max((timeout, interval), key=lambda s: s.level)
+            self.problem(
+                where.path,
+                f"timeout {format_duration(timeout.value)} must be shorter than "
+                f"interval {format_duration(interval.value)}",
+            )
+        elif timeout.value + rechecks.value * spacing.value > interval.value:
+            where = max((rechecks, spacing, timeout, interval), key=lambda s: s.level)
+            budget = timeout.value + rechecks.value * spacing.value
+            self.problem(
+                where.path,
+                f"timeout {format_duration(timeout.value)} + {rechecks.value} rechecks x "
+                f"{format_duration(spacing.value)} = {format_duration(budget)} does not fit in "
+                f"interval {format_duration(interval.value)}",
+            )
+        return eff
+
+    # -- expansion ------------------------------------------------------------------------------
+    def levels(self, i: int, unit: Unit, service: str) -> list[_Level]:
+        d = self.defaults
+        out = [_Level(("defaults",), d, _kind_options(d.probes), None)]
+        sd = d.services.block(service)
+        if sd is not None:
+            out.append(
+                _Level(
+                    ("defaults", "services", service),
+                    sd,
+                    _kind_options(sd),
+                    sd.enabled if "enabled" in sd.model_fields_set else None,
+                )
+            )
+        block = unit.block(service)
+        if block is not None:
+            out.append(
+                _Level(
+                    ("units", i, service),
+                    block,
+                    _kind_options(block),
+                    block.enabled if "enabled" in block.model_fields_set else None,
+                )
+            )
+        return out
+
+    def expand_unit(
+        self, i: int, unit: Unit, province: int, codename: str
+    ) -> list[tuple[Target, PathKey]]:
+        values = {
+            "code": unit.code,
+            "codename": codename,
+            "province": province,
+            "name_slug": official.name_slug(unit.name),
+        }
+        out: list[tuple[Target, PathKey]] = []
+
+        def emit(
+            service: str,
+            levels: list[_Level],
+            kind: str,
+            target: str,
+            path: PathKey,
+            *,
+            fixed: Mapping[str, Any] | None = None,
+        ) -> None:
+            timing = self.effective_timing(levels)
+            for level in levels[1:]:  # defaults were checked once already
+                opts = level.options.get(kind)
+                if opts:
+                    self.check_option_keys(kind, _opts_path(level.path, kind), opts)
+            merged = self.merge_options(kind, levels)
+            for k, v in (fixed or {}).items():
+                merged[k] = _Setting(v, path, len(levels))
+            cfg = self.make_config(kind, merged, levels[-1].path)
+            if cfg is None:
+                return
+            out.append(
+                (
+                    Target(
+                        province=province,
+                        unit_code=unit.code,
+                        unit_name=unit.name,
+                        service=service,
+                        probe=kind,
+                        target=target,
+                        config=cfg,
+                        interval=float(timing["interval"].value),
+                        timeout=float(timing["timeout"].value),
+                        rechecks=int(timing["rechecks"].value),
+                        recheck_spacing=float(timing["recheck_spacing"].value),
+                        origin=_field(path),
+                    ),
+                    path,
+                )
+            )
+
+        def enabled(levels: list[_Level]) -> bool:
+            for level in reversed(levels):
+                if level.enabled is not None:
+                    return level.enabled
+            return True
+
+        base: PathKey = ("units", i)
+        for svc in ("link", "vc_gov", "vc_party"):
+            block = unit.block(svc)
+            lv = self.levels(i, unit, svc)
+            if not isinstance(block, LinkBlock | VcBlock) or not enabled(lv):
+                continue
+            emit(svc, lv, "icmp", block.address, (*base, svc, "address"))
+            if isinstance(block, VcBlock):
+                for j, port in enumerate(block.tcp_ports):
+                    emit(svc, lv, "tcp", join_host_port(block.address, port), (*base, svc, "tcp_ports", j))
+
+        # portal, and the old units' domains that must redirect to it
+        lv = self.levels(i, unit, "portal")
+        portal_url = None
+        if enabled(lv):
+            portal_url = self.url_for(unit.portal, "portal", values, (*base, "portal"))
+            if portal_url is not None:
+                emit("portal", lv, "http", portal_url, (*base, "portal", "url"))
+            for k, merged_unit in enumerate(unit.merged_from):
+                for j, old_domain in enumerate(merged_unit.domains):
+                    opath: PathKey = (*base, "merged_from", k, "domains", j)
+                    if portal_url is None:
+                        self.problem(opath, "an old domain needs a portal URL to redirect to (portal.url)")
+                        continue
+                    url = self.render("old_domain_url", {**values, "domain": old_domain})
+                    if url is None:
+                        continue
+                    try:
+                        check_url(url)
+                    except ValueError as e:
+                        self.problem(opath, f"defaults.templates.old_domain_url: {e}")
+                        continue
+                    emit("portal", lv, "http", url, opath, fixed={"expect_redirect_to": portal_url})
+
+        lv = self.levels(i, unit, "procedures")
+        if enabled(lv):
+            url = self.url_for(unit.procedures, "procedures", values, (*base, "procedures"))
+            if url is not None:
+                emit("procedures", lv, "http", url, (*base, "procedures", "url"))
+
+        lv = self.levels(i, unit, "email")
+        if enabled(lv):
+            domain: str | None = unit.email.domain if unit.email is not None else None
+            dpath: PathKey = (*base, "email", "domain")
+            if domain is None:
+                rendered = self.render("email", values)
+                if rendered is not None:
+                    dpath = ("defaults", "templates", "email")
+                    if is_hostname(rendered):
+                        domain = rendered.lower().rstrip(".")
+                    elif "email" not in self.bad_templates:
+                        self.bad_templates.add("email")
+                        self.problem(dpath, f"renders {rendered!r} for unit {unit.code}: not a host name")
+            if domain is not None:
+                emit(
+                    "email",
+                    lv,
+                    "dns",
+                    self.dns_server,
+                    dpath if dpath[0] == "units" else (*base, "email"),
+                    fixed={"query_name": domain, "query_type": "MX"},
+                )
+            if unit.email is not None:
+                for j, smtp in enumerate(unit.email.smtp):
+                    emit("email", lv, "tcp", smtp, (*base, "email", "smtp", j), fixed={"starttls": "smtp"})
+
+        lv = self.levels(i, unit, "certs")
+        if unit.certs is not None and enabled(lv):
+            for j, host in enumerate(unit.certs.hosts):
+                emit("certs", lv, "tls", host, (*base, "certs", "hosts", j))
+            for j, file in enumerate(unit.certs.files):
+                emit("certs", lv, "certfile", file, (*base, "certs", "files", j))
+
+        for j, check in enumerate(unit.checks):
+            cpath: PathKey = (*base, "checks", j)
+            lv = self.levels(i, unit, check.service)
+            extra = dict(check.model_extra or {})
+            lv.append(_Level(cpath, check, {check.probe: extra}, check.enabled))
+            if not check.enabled:
+                continue
+            target = self.check_target(check.probe, check.target, (*cpath, "target"))
+            if target is not None:
+                emit(check.service, lv, check.probe, target, (*cpath, "target"))
+        return out
+
+    def url_for(
+        self,
+        block: PortalBlock | ProceduresBlock | None,
+        key: str,
+        values: Mapping[str, object],
+        path: PathKey,
+    ) -> str | None:
+        if block is not None and block.url is not None:
+            return block.url
+        rendered = self.render(key, values)
+        if rendered is None:
+            if block is not None and key not in self.bad_templates:
+                self.problem((*path, "url"), f"required (defaults.templates.{key} is not set)")
+            return None
+        try:
+            return check_url(rendered)
+        except ValueError as e:
+            if key not in self.bad_templates:
+                self.bad_templates.add(key)
+                self.problem(("defaults", "templates", key), f"renders an invalid URL: {e}")
+            return None
+
+    def check_target(self, kind: str, target: str, path: PathKey) -> str | None:
+        try:
+            if kind == "icmp":
+                return _address(target)
+            if kind in ("tcp", "tls"):
+                return _host_port(None)(target)
+            if kind == "dns":
+                return _host_port(53)(target)
+            if kind == "http":
+                return check_url(target)
+        except PydanticCustomError as e:
+            self.problem(path, e.message())
+            return None
+        except ValueError as e:
+            self.problem(path, str(e))
+            return None
+        return target
+
+
+def _kind_options(opts: KindOptions) -> dict[str, Options | None]:
+    return {k: opts.options(k) for k in KINDS}
+
+
+def _opts_path(level_path: PathKey, kind: str) -> PathKey:
+    return level_path if level_path[-2:-1] == ("checks",) else (*level_path, kind)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    hash(value)
+    return (type(value).__name__, value)

@@ -1,0 +1,350 @@
+"""The HTTP face of wardwatch: /metrics, blackbox-style /probe, health, targets API, reload.
+
+Endpoints
+  GET  /metrics           every target's last observations + wardwatch's own (exporter.py);
+                          rendered in a worker thread, gzipped when the client accepts it;
+                          concurrent scrapes share one render.
+  GET  /probe             blackbox_exporter's multi-target endpoint: ?module=M&target=T[&debug=true].
+  GET  /healthz           200 "OK" while the process serves.
+  GET  /readyz            200 once the first round of probes is done, else 503.
+  GET  /api/v1/targets    JSON list of targets and their state; filters unit_code, service, state.
+  POST /-/reload          re-read the inventory (PUT too, like Prometheus); 400 lists the problems.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from monitor.exporter import CONTENT_TYPE, EngineView, MetricsRenderer, render_samples, snapshot
+from monitor.state import State
+from monitor.targets import Target
+from probes import registry
+from probes.base import ProbeConfig, ProbeContext
+from probes.runner import common_samples, run_probe
+
+log = logging.getLogger("wardwatch.web")
+
+DEFAULT_PROBE_TIMEOUT = 10.0
+# blackbox_exporter keeps this much of Prometheus' scrape timeout for the answer itself.
+SCRAPE_TIMEOUT_OFFSET = 0.5
+# Below this size gzip costs more than it saves.
+GZIP_MIN_BYTES = 1024
+
+
+# -- what the web layer reads (monitor.engine.Engine and monitor.inventory satisfy these) --------
+
+
+class ModuleView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def probe(self) -> str: ...
+    @property
+    def config(self) -> ProbeConfig: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+class MonitorSettingsView(Protocol):
+    @property
+    def allow_any_target(self) -> bool: ...
+
+
+class InventoryView(Protocol):
+    @property
+    def monitor(self) -> MonitorSettingsView: ...
+    @property
+    def modules(self) -> Mapping[str, ModuleView]: ...
+    @property
+    def targets(self) -> list[Target]: ...
+
+
+class WebEngine(EngineView, Protocol):
+    @property
+    def inventory(self) -> InventoryView: ...
+    @property
+    def ready(self) -> asyncio.Event: ...
+    async def reload(self) -> list[str]: ...
+    def context(self, timeout: float) -> ProbeContext: ...
+
+
+# -- /metrics ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Rendered:
+    body: bytes
+    gzipped: bytes | None
+
+
+class MetricsCache:
+    """One render at a time; scrapes that arrive meanwhile get that render's answer."""
+
+    def __init__(self, renderer: MetricsRenderer) -> None:
+        self.renderer = renderer
+        self._pending: asyncio.Future[bytes] | None = None
+
+    async def body(self, engine: EngineView) -> bytes:
+        if self._pending is None:
+            snap = snapshot(engine)  # on the loop: the counters it copies are mutated here
+            fut = asyncio.ensure_future(asyncio.to_thread(self.renderer.render, snap))
+            self._pending = fut
+            fut.add_done_callback(self._done)
+        # shield: one scraper going away must not cancel the render others wait for.
+        return await asyncio.shield(self._pending)
+
+    def _done(self, fut: asyncio.Future[bytes]) -> None:
+        if self._pending is fut:
+            self._pending = None
+        if not fut.cancelled():
+            fut.exception()  # retrieved, so a failed render is not also logged as "never retrieved"
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def _gzip(body: bytes) -> bytes:
+    # Level 1: ~0.2 s for 120 MB of exposition (about 7 MB out); higher levels buy little here.
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0) as f:
+        f.write(body)
+    return buf.getvalue()
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    body = await request.app[METRICS].body(engine)
+    headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request) and len(body) >= GZIP_MIN_BYTES:
+        body = await asyncio.to_thread(_gzip, body)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+# -- /probe ------------------------------------------------------------------------------------
+
+
+class AllowedTargets:
+    """(probe kind, target) pairs of the running inventory, rebuilt when a reload replaces it."""
+
+    def __init__(self) -> None:
+        self._of: object = None
+        self._pairs: frozenset[tuple[str, str]] = frozenset()
+
+    def allows(self, inventory: InventoryView, kind: str, target: str) -> bool:
+        if inventory is not self._of:
+            self._pairs = frozenset((t.probe, t.target) for t in inventory.targets)
+            self._of = inventory
+        return (kind, target) in self._pairs
+
+
+def probe_timeout(header: str | None, module_timeout: float | None) -> float:
+    """blackbox_exporter's rule: the scrape timeout minus 0.5 s, capped by the module's timeout.
+
+    Raises ValueError for a header that is not a number.
+    """
+    limit = module_timeout if module_timeout and module_timeout > 0 else None
+    if not header:
+        return limit or DEFAULT_PROBE_TIMEOUT
+    scrape = float(header)
+    if not math.isfinite(scrape):
+        raise ValueError(header)
+    if scrape <= 0:
+        return limit or DEFAULT_PROBE_TIMEOUT
+    budget = scrape - SCRAPE_TIMEOUT_OFFSET
+    if budget <= 0:
+        return limit or DEFAULT_PROBE_TIMEOUT
+    return min(budget, limit) if limit is not None else budget
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def probe(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    q = request.query
+    module_name = q.get("module", "http_2xx")  # blackbox's default module name
+    target = q.get("target", "")
+    if not target:
+        return _text(400, "Target parameter is missing")
+    inv = engine.inventory
+    module = inv.modules.get(module_name)
+    if module is not None:
+        kind, cfg, mod_timeout = module.probe, module.config, module.timeout
+    elif module_name in registry.KINDS:
+        spec = registry.get(module_name)
+        kind, cfg, mod_timeout = module_name, spec.config(), DEFAULT_PROBE_TIMEOUT
+    else:
+        return _text(400, f'Unknown module "{module_name}"')
+    try:
+        timeout = probe_timeout(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), mod_timeout)
+    except ValueError:
+        return _text(400, "Failed to parse timeout from Prometheus header")
+    if not inv.monitor.allow_any_target and not request.app[ALLOWED].allows(inv, kind, target):
+        return _text(
+            403,
+            f"target {target!r} is not in the inventory for probe {kind}: /probe only checks "
+            "inventory targets unless monitor.allow_any_target is true",
+        )
+
+    ctx = engine.context(timeout)
+    debug = q.get("debug", "").lower() == "true"
+    capture: _Capture | None = None
+    if debug:
+        capture = _Capture()
+        logger = logging.Logger(f"wardwatch.probe.debug.{kind}", logging.DEBUG)  # not registered: no leak
+        logger.addHandler(capture)
+        logger.propagate = False
+        ctx.logger = logger
+    spec = registry.get(kind)
+    result = await run_probe(spec, target, cfg, ctx)
+    text = render_samples((*result.samples, *common_samples(result, timeout)))
+    if not debug:
+        return web.Response(text=text, headers={"Content-Type": CONTENT_TYPE})
+    assert capture is not None
+    outcome = "succeeded" if result.success else f"failed ({result.reason}: {result.message})"
+    report = (
+        "Logs for the probe:\n"
+        + "".join(f"{line}\n" for line in capture.lines)
+        + f"Probe {outcome} in {result.duration_seconds:.6f}s\n"
+        + "\n\n\nMetrics that would have been returned:\n"
+        + text
+        + "\n\n\nModule configuration:\n"
+        + f"probe: {kind}\ntimeout: {timeout:g}s\n"
+        + json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False, default=str)
+        + "\n"
+    )
+    return web.Response(text=report, content_type="text/plain")
+
+
+# -- health, targets, reload ------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="OK", content_type="text/plain")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[ENGINE].ready.is_set():
+        return web.Response(text="OK", content_type="text/plain")
+    return web.Response(
+        status=503, text="not ready: the first round of probes is running", content_type="text/plain"
+    )
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None
+
+
+async def targets(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    q = request.query
+    unit_code: int | None = None
+    if "unit_code" in q:
+        try:
+            unit_code = int(q["unit_code"])
+        except ValueError:
+            return web.json_response(
+                {"error": f"unit_code must be a number, got {q['unit_code']!r}"}, status=400
+            )
+    service = q.get("service")
+    state = q.get("state")
+    if state is not None and state not in {s.value for s in State}:
+        return web.json_response(
+            {"error": f"state must be one of {', '.join(s.value for s in State)}, got {state!r}"}, status=400
+        )
+    rows: list[dict[str, Any]] = []
+    for key, e in engine.entries.items():
+        t = e.target
+        st = e.status
+        if unit_code is not None and t.unit_code != unit_code:
+            continue
+        if service is not None and t.service != service:
+            continue
+        if state is not None and st.state.value != state:
+            continue
+        last = e.last
+        rows.append(
+            {
+                "key": key,
+                "unit_code": t.unit_code,
+                "unit": t.unit_name,
+                "service": t.service,
+                "probe": t.probe,
+                "target": t.target,
+                "state": st.state.value,
+                "since": _iso(st.since),
+                "reason": st.reason.value if st.reason is not None else None,
+                "message": st.message,
+                "last_probe": _iso(e.last_at),
+                "last_duration_seconds": last.duration_seconds if last is not None else None,
+                "success": last.success if last is not None else None,
+            }
+        )
+    return web.json_response(rows, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def reload(request: web.Request) -> web.Response:
+    problems = await request.app[ENGINE].reload()
+    if problems:
+        return web.json_response({"status": "error", "problems": problems}, status=400)
+    return web.json_response({"status": "success"})
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+ENGINE = web.AppKey[WebEngine]("engine")
+METRICS = web.AppKey("metrics", MetricsCache)
+ALLOWED = web.AppKey("allowed", AllowedTargets)
+
+
+def create_app(engine: WebEngine, *, process_metrics: bool = True) -> web.Application:
+    app = web.Application()
+    app[ENGINE] = engine
+    app[METRICS] = MetricsCache(MetricsRenderer(process_metrics=process_metrics))
+    app[ALLOWED] = AllowedTargets()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/targets", targets)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    return app
+
+
+async def serve(engine: WebEngine, host: str, port: int) -> web.AppRunner:
+    """Start serving; the caller stops with ``await runner.cleanup()``."""
+    runner = web.AppRunner(create_app(engine), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("listening on http://%s:%d/", host, port)
+    return runner
