@@ -136,9 +136,7 @@ async def bench(args: argparse.Namespace) -> None:
                         if fails:
                             print(f"  warning: wardwatch {kind}: {fails} failures", file=sys.stderr)
 
-                        url = f"http://127.0.0.1:{bp}/probe"
-
-                        async def bb_one(kind=kind, target=target) -> bool:  # type: ignore[no-untyped-def]
+                        async def bb_one(kind=kind, target=target, url=f"http://127.0.0.1:{bp}/probe") -> bool:  # type: ignore[no-untyped-def]
                             async with http.get(url, params={"module": kind, "target": target}) as r:
                                 return "probe_success 1" in await r.text()
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from monitor.state import Change, Status, needs_recheck, observe
+from monitor.targets import Target
 from probes import registry
 from probes.base import ProbeContext, ProbeResult, Reason, Resolver, TLSContexts
 from probes.runner import run_probe
-
-from monitor.state import Change, Status, needs_recheck, observe
-from monitor.targets import Target
 
 if TYPE_CHECKING:
     from monitor.inventory import Inventory
@@ -101,8 +100,10 @@ class Engine:
         store: Store | None = None,
         *,
         shard: tuple[int, int] = (1, 1),
+        probes: Callable[[str], registry.ProbeSpec] = registry.get,
     ) -> None:
         self.inventory = inventory
+        self._probes = probes
         self.store = store
         self.shard = shard
         self.stats = EngineStats()
@@ -255,7 +256,7 @@ class Engine:
             self.stats.observe_lateness(max(0.0, time.monotonic() - due))
             self.stats.in_flight += 1
             try:
-                result = await run_probe(registry.get(t.probe), t.target, t.config, self.context(t.timeout))
+                result = await run_probe(self._probes(t.probe), t.target, t.config, self.context(t.timeout))
             finally:
                 self.stats.in_flight -= 1
         if self.entries.get(t.key) is not entry:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from probes.base import Reason
-
 from monitor.state import Change, State, Status
+from probes.base import Reason
 
 log = logging.getLogger("wardwatch.store")
 

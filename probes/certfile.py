@@ -151,7 +151,8 @@ def _samples(files: list[FileResult], now: datetime) -> list[Sample]:
     samples.append(Sample("wardwatch_certfile_files", float(len(files))))
     samples.append(Sample("wardwatch_certfile_certificates", float(len(certs))))
     if certs:
-        samples.append(Sample("probe_ssl_earliest_cert_expiry", min(c.not_after for _, c in certs).timestamp()))
+        earliest = min(c.not_after for _, c in certs)
+        samples.append(Sample("probe_ssl_earliest_cert_expiry", earliest.timestamp()))
     return samples
 
 

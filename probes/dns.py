@@ -172,13 +172,14 @@ async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
     t1 = t0
     try:
         async with asyncio.timeout(ctx.remaining()):
-            sock = await backend.make_socket(resolved.family, kind, 0, None, (addr, port), ctx.remaining())
+            sock = await backend.make_socket(  # type: ignore[no-untyped-call]
+                resolved.family, kind, 0, None, (addr, port), ctx.remaining())
             t1 = time.monotonic()
             async with sock:
                 if cfg.transport == "tcp":
-                    msg = await dns.asyncquery.tcp(query, addr, ctx.remaining(), port, sock=sock)  # type: ignore[arg-type]
+                    msg = await dns.asyncquery.tcp(query, addr, ctx.remaining(), port, sock=sock)
                 else:
-                    msg = await dns.asyncquery.udp(query, addr, ctx.remaining(), port, sock=sock)  # type: ignore[arg-type]
+                    msg = await dns.asyncquery.udp(query, addr, ctx.remaining(), port, sock=sock)
     except (TimeoutError, dns.exception.Timeout):
         return Answer(server, None, Reason.DNS_TIMEOUT, f"{server}: no answer within the timeout",
                       t1 - t0, time.monotonic() - t1, resolved.samples())
@@ -227,7 +228,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
 
     rcode = dns.rcode.to_text(msg.rcode())
     if rcode not in cfg.valid_rcodes:
-        reason = {"NXDOMAIN": Reason.DNS_NXDOMAIN, "SERVFAIL": Reason.DNS_SERVFAIL}.get(rcode, Reason.DNS_RCODE)
+        by_rcode = {"NXDOMAIN": Reason.DNS_NXDOMAIN, "SERVFAIL": Reason.DNS_SERVFAIL}
+        reason = by_rcode.get(rcode, Reason.DNS_RCODE)
         return failure(reason, f"{target} answered {rcode} for {cfg.query_name} {cfg.query_type}",
                        start, *samples)
     for section, validator in (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -24,7 +23,7 @@ from monitor.state import STATE_VALUE, State, Status
 from monitor.targets import Target
 from probes.base import ProbeConfig, ProbeResult, Reason, Sample
 from probes.runner import common_samples
-from tests.peers.proc import require
+from tests.peers.promtool import check_metrics
 
 NOW = datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
 CFG = ProbeConfig()
@@ -248,20 +247,9 @@ def test_probe_label_cannot_shadow_target_label() -> None:
     assert 'target="127.0.0.1:443",exported_target="x"} 1' in text
 
 
-def promtool_check(text: str) -> tuple[int, str]:
-    proc = subprocess.run(
-        [require("promtool"), "check", "metrics"],
-        input=text.encode(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    return proc.returncode, (proc.stdout + proc.stderr).decode()
-
-
 def test_promtool_accepts_metrics() -> None:
-    code, out = promtool_check(render(FakeEngine(sample_entries(), sample_stats()), process=True))
-    assert code == 0 and out.strip() == "", out
+    code, out = check_metrics(render(FakeEngine(sample_entries(), sample_stats()), process=True))
+    assert code == 0 and out == "", out
 
 
 def test_promtool_accepts_probe_answer() -> None:
@@ -271,8 +259,8 @@ def test_promtool_accepts_probe_answer() -> None:
     assert "probe_success 0\n" in text
     assert 'probe_http_duration_seconds{phase="connect"} 0.001\n' in text
     assert "province=" not in text
-    code, out = promtool_check(text)
-    assert code == 0 and out.strip() == "", out
+    code, out = check_metrics(text)
+    assert code == 0 and out == "", out
 
 
 def synthetic_engine(n: int) -> FakeEngine:

@@ -83,7 +83,9 @@ async def test_write_failure_is_reported_not_raised(tmp_path: Path) -> None:
     # Make the table unwritable underneath the writer: a failing write must come
     # back as a callback (counted as a store error), never stop the caller.
     with sqlite3.connect(tmp_path / "s.db") as c:
-        c.execute("CREATE TRIGGER no_writes BEFORE INSERT ON state_changes BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+        c.execute(
+            "CREATE TRIGGER no_writes BEFORE INSERT ON state_changes BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
     store.submit("k", Change(State.UP, State.DOWN, T0, None, ""), Status(State.DOWN, T0), on_error)
     await asyncio.wait_for(reported.wait(), 5)
     assert len(errors) == 1 and "disk says no" in str(errors[0])

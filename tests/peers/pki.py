@@ -24,6 +24,8 @@ class Issued:
 
 
 class TestCA:
+    __test__ = False  # a helper, not a test class
+
     def __init__(self, directory: Path, name: str = "wardwatch test CA") -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)

@@ -43,11 +43,11 @@ async def test_pem_with_chain(ca: pki.TestCA, tmp_path: Path) -> None:
     assert r.value("wardwatch_certfile_certificates") == 2
     info = describe(leaf.x509)
     ts = r.value("wardwatch_certfile_not_after_timestamp_seconds", file=str(bundle), serial=info.serial)
-    assert ts == leaf.not_after.timestamp()
+    assert ts == leaf.x509.not_valid_after_utc.timestamp()
     assert r.value("wardwatch_certfile_not_after_timestamp_seconds", subject=info.subject, issuer=info.issuer)
     days = r.value("wardwatch_certfile_days_left", serial=info.serial)
     assert days is not None and 29.9 < days <= 30
-    assert r.value("probe_ssl_earliest_cert_expiry") == leaf.not_after.timestamp()
+    assert r.value("probe_ssl_earliest_cert_expiry") == leaf.x509.not_valid_after_utc.timestamp()
 
 
 async def test_der(ca: pki.TestCA, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ async def test_directory_with_mixed_files(ca: pki.TestCA, tmp_path: Path) -> Non
     assert r.value("wardwatch_certfile_files") == 4
     assert r.value("wardwatch_certfile_certificates") == 4  # a, b, c (leaf + CA)
     assert r.value("wardwatch_certfile_read_errors", file=str(tmp_path / "garbage.pem")) == 1
-    assert r.value("probe_ssl_earliest_cert_expiry") == leaf.not_after.timestamp()
+    assert r.value("probe_ssl_earliest_cert_expiry") == leaf.x509.not_valid_after_utc.timestamp()
 
     deep = await probe(tmp_path, password="pw", recursive=True)
     assert deep.value("wardwatch_certfile_files") == 5
@@ -134,4 +134,4 @@ async def test_key_only_pem_is_unreadable(ca: pki.TestCA) -> None:
 
 def test_config_rejects_both_passwords() -> None:
     with pytest.raises(ValidationError, match="not both"):
-        certfile.Config(password="a", password_file="/x")  # type: ignore[arg-type]
+        certfile.Config(password="a", password_file="/x")

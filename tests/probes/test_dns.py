@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import dns.message
 import dns.rcode
@@ -13,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from probes import dns as dnsprobe
-from probes.base import ProbeContext, Reason
+from probes.base import ProbeContext, ProbeResult, Reason
 from tests.peers.nsd import Nsd, nsd_server, portal_zone
 from tests.peers.proc import free_port
 
@@ -64,9 +63,9 @@ def ctx(timeout: float = 3.0) -> ProbeContext:
     return ProbeContext(timeout=timeout)
 
 
-async def probe(server: Nsd | str, timeout: float = 3.0, **cfg: object) -> dnsprobe.ProbeResult:
+async def probe(server: Nsd | str, budget: float = 3.0, **cfg: object) -> ProbeResult:
     target = server.address if isinstance(server, Nsd) else server
-    return await dnsprobe.run(target, dnsprobe.Config.model_validate(cfg), ctx(timeout))
+    return await dnsprobe.run(target, dnsprobe.Config.model_validate(cfg), ctx(budget))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +121,7 @@ async def test_servfail(servfail_server: str) -> None:
 async def test_timeout_when_server_is_silent() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
-        r = await probe(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.3, query_name="portal.test")
+        r = await probe(f"127.0.0.1:{silent.getsockname()[1]}", budget=0.3, query_name="portal.test")
     assert not r.success and r.reason is Reason.DNS_TIMEOUT
     assert r.value("probe_dns_query_succeeded") == 0
     assert r.duration_seconds < 1
@@ -196,14 +195,14 @@ async def test_consistency_server_down(ns1: Nsd) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         other = f"127.0.0.1:{silent.getsockname()[1]}"
-        r = await probe(ns1, timeout=0.3, query_name="portal.test", consistent_with=[other])
+        r = await probe(ns1, budget=0.3, query_name="portal.test", consistent_with=[other])
     assert not r.success and r.reason is Reason.DNS_SERVERS_DISAGREE
     assert other in r.message
 
 
 def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValidationError, match="bad regexp"):
-        dnsprobe.Config(query_name="x", validate_answer_rrs={"fail_if_matches_regexp": ["("]})  # type: ignore[arg-type]
+        dnsprobe.Config(query_name="x", validate_answer_rrs={"fail_if_matches_regexp": ["("]})
     with pytest.raises(ValidationError, match="unknown rcode"):
         dnsprobe.Config(query_name="x", valid_rcodes=("NOPE",))
     with pytest.raises(ValidationError, match="not valid A data"):

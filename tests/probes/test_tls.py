@@ -91,7 +91,6 @@ async def test_server_name_overrides_sni(nginx: Nginx) -> None:
 
 
 # TLSContexts sets minimum_version=TLSv1, which Python flags as deprecated.
-@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
 async def test_tls10_only_server(nginx: Nginx) -> None:
     t = f"legacy.{DOMAIN}:{nginx.tls10}"
     modern = await tls.run(t, tls.Config(ca_file=str(nginx.ca.bundle)), context())
