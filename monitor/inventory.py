@@ -485,6 +485,7 @@ class Inventory:
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(slots=True)
@@ -510,12 +511,15 @@ def _compose(text: str, file: str) -> tuple[_Doc | None, list[Problem]]:
         if node is None:
             return None, [Problem(file, 1, None, "", "file is empty")]
         lines: dict[PathKey, int] = {(): node.start_mark.line + 1}
+        explicit: set[PathKey] = set()  # keys written in the mapping itself, not merged in by '<<'
 
         def build(node: yaml.Node, path: PathKey) -> Any:
             if isinstance(node, yaml.MappingNode):
+                explicit_count = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
                 loader.flatten_mapping(node)
+                merged_count = len(node.value) - explicit_count  # '<<' entries come first
                 out: dict[Any, Any] = {}
-                for key_node, value_node in node.value:
+                for n, (key_node, value_node) in enumerate(node.value):
                     key = loader.construct_object(key_node, deep=True)
                     line = key_node.start_mark.line + 1
                     if not isinstance(key, str | int | float | bool) and key is not None:
@@ -523,10 +527,12 @@ def _compose(text: str, file: str) -> tuple[_Doc | None, list[Problem]]:
                         continue
                     if isinstance(key, bool) or not isinstance(key, str | int):
                         key = str(key)  # 'on:', 'null:', '1.5:' as written-ish; reported as unknown keys
-                    if key in out:
+                    if key in out and n >= merged_count and (*path, key) in explicit:
                         first = lines[(*path, key)]
                         key_problems.append(((*path, key), line, f"duplicate key (first at line {first})"))
                         continue
+                    if n >= merged_count:
+                        explicit.add((*path, key))
                     lines[(*path, key)] = line
                     out[key] = build(value_node, (*path, key))
                 return out
@@ -787,14 +793,16 @@ class _Builder:
         targets: list[Target] = []
         seen_keys: dict[str, PathKey] = {}
         for i, raw in enumerate(raw_units):
+            raw_code = self.unit_codes.get(i)
+            if raw_code is not None and raw_code in first_index:
+                first = self.doc.line(("units", first_index[raw_code]))
+                self.problem(("units", i, "code"), f"duplicate unit code (first at line {first})")
+                continue
+            if raw_code is not None:
+                first_index[raw_code] = i
             unit = self.validate(Unit, raw, ("units", i))
             if unit is None:
                 continue
-            if unit.code in first_index:
-                first = self.doc.line(("units", first_index[unit.code]))
-                self.problem(("units", i, "code"), f"duplicate unit code (first at line {first})")
-                continue
-            first_index[unit.code] = i
             off = index.get(unit.code)
             if province_ok and off is None:
                 self.problem(

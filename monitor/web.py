@@ -19,14 +19,14 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from monitor.exporter import CONTENT_TYPE, EngineView, MetricsRenderer, render_samples, snapshot
+from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
 from monitor.state import State
 from monitor.targets import Target
 from probes import registry
@@ -254,34 +254,19 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     if request.app[ENGINE].ready.is_set():
         return web.Response(text="OK", content_type="text/plain")
-    return web.Response(
-        status=503, text="not ready: the first round of probes is running", content_type="text/plain"
-    )
+    return web.Response(status=503, text="not ready: the first round of probes is running", content_type="text/plain")
 
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z") if at is not None else None
 
 
-async def targets(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    q = request.query
-    unit_code: int | None = None
-    if "unit_code" in q:
-        try:
-            unit_code = int(q["unit_code"])
-        except ValueError:
-            return web.json_response(
-                {"error": f"unit_code must be a number, got {q['unit_code']!r}"}, status=400
-            )
-    service = q.get("service")
-    state = q.get("state")
-    if state is not None and state not in {s.value for s in State}:
-        return web.json_response(
-            {"error": f"state must be one of {', '.join(s.value for s in State)}, got {state!r}"}, status=400
-        )
+def _target_rows(
+    entries: Sequence[tuple[str, EntryView]], unit_code: int | None, service: str | None, state: str | None
+) -> bytes:
+    """The /api/v1/targets body; run in a thread (33k rows take a while to build and encode)."""
     rows: list[dict[str, Any]] = []
-    for key, e in engine.entries.items():
+    for key, e in entries:
         t = e.target
         st = e.status
         if unit_code is not None and t.unit_code != unit_code:
@@ -308,7 +293,27 @@ async def targets(request: web.Request) -> web.Response:
                 "success": last.success if last is not None else None,
             }
         )
-    return web.json_response(rows, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return json.dumps(rows, ensure_ascii=False).encode()
+
+
+async def targets(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    q = request.query
+    unit_code: int | None = None
+    if "unit_code" in q:
+        try:
+            unit_code = int(q["unit_code"])
+        except ValueError:
+            return web.json_response({"error": f"unit_code must be a number, got {q['unit_code']!r}"}, status=400)
+    service = q.get("service")
+    state = q.get("state")
+    if state is not None and state not in {s.value for s in State}:
+        return web.json_response(
+            {"error": f"state must be one of {', '.join(s.value for s in State)}, got {state!r}"}, status=400
+        )
+    items = tuple(engine.entries.items())  # on the loop; the rows are built off it
+    body = await asyncio.to_thread(_target_rows, items, unit_code, service, state)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -64,6 +64,7 @@ class Reason(StrEnum):
     PACKET_LOSS = "packet_loss"
     PERMISSION_DENIED = "permission_denied"
     CERT_EXPIRED = "cert_expired"
+    CERT_EXPIRES_SOON = "cert_expires_soon"  # certfile probe: fail_if_expires_within_days
     CERT_UNREADABLE = "cert_unreadable"
     CERT_BAD_PASSWORD = "cert_bad_password"
     FILE_NOT_FOUND = "file_not_found"

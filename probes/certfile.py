@@ -187,6 +187,6 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
         soon = [(p, c) for p, c in certs if c.days_left(now) < limit]
         if soon:
             p, c = min(soon, key=lambda pc: pc[1].not_after)
-            return failure(Reason.CERT_EXPIRED, f"{c.subject} in {p} expires in {c.days_left(now):.1f} days "
+            return failure(Reason.CERT_EXPIRES_SOON, f"{c.subject} in {p} expires in {c.days_left(now):.1f} days "
                            f"(limit {limit:g})", start, *samples)
     return ProbeResult(True, None, "", time.monotonic() - start, tuple(samples))

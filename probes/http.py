@@ -328,6 +328,14 @@ def _check(cfg: Config, st: _State, url: str) -> tuple[Reason, str, tuple[Sample
     return None
 
 
+_RESPONSE_SERIES = (
+    "probe_http_status_code",
+    "probe_http_version",
+    "probe_http_content_length",
+    "probe_http_uncompressed_body_length",
+)
+
+
 def _samples(cfg: Config, st: _State) -> list[Sample]:
     out = list(st.resolved_samples)
     out += [Sample("probe_http_duration_seconds", st.phases[p], (("phase", p),)) for p in PHASES]
@@ -338,6 +346,9 @@ def _samples(cfg: Config, st: _State) -> list[Sample]:
     if st.first_chain and len(st.hops) > 1:
         first = min(c.not_after for c in st.first_chain).timestamp()
         out.append(Sample("wardwatch_http_first_hop_ssl_earliest_cert_expiry", first))
+    if not st.hops or not st.hops[-1].status:
+        # Like blackbox, these are always present: 0 when no response came back.
+        out += [Sample(n, 0.0) for n in _RESPONSE_SERIES]
     if not st.hops:
         return out
     last = st.hops[-1]

@@ -125,6 +125,27 @@ modules:
     timeout: 5s
     icmp:
       preferred_ip_protocol: ip4
+  dns_soa:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: portal.test
+      query_type: SOA
+  dns_mx:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: portal.test
+      query_type: MX
+  dns_nxdomain:
+    prober: dns
+    timeout: 5s
+    dns:
+      preferred_ip_protocol: ip4
+      query_name: nosuch.portal.test
+      query_type: A
 """
 
 

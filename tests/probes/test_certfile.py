@@ -115,7 +115,7 @@ async def test_expired_and_expiring(ca: pki.TestCA, tmp_path: Path) -> None:
     soon = ca.issue("soon", ["soon.test"], days=5)
     assert (await probe(soon.cert)).success
     warn = await probe(soon.cert, fail_if_expires_within_days=7)
-    assert not warn.success and warn.reason is Reason.CERT_EXPIRED
+    assert not warn.success and warn.reason is Reason.CERT_EXPIRES_SOON
     assert "expires in" in warn.message
 
 
