@@ -754,10 +754,15 @@ class _Builder:
         province = data.get("province")
         province_ok = False
         province_code = 0
+        national = province == "all"  # a whole-country inventory: each unit's province from the official list
         if "province" not in data:
             self.problem(("province",), "required")
+        elif national:
+            province_ok = True
         elif isinstance(province, bool) or not isinstance(province, int):
-            self.problem(("province",), f"must be an official province code (a number), got {province!r}")
+            self.problem(
+                ("province",), f"must be an official province code (a number) or 'all', got {province!r}"
+            )
         elif province not in official.provinces():
             self.problem(
                 ("province",),
@@ -789,7 +794,10 @@ class _Builder:
             raw_units = []
         first_index: dict[int, int] = {}
         codenames: dict[str, int] = {}
-        index = official.official_index(province_code) if province_ok else {}
+        if national:
+            index = {u.code: u for u in official.official_units(None)}
+        else:
+            index = official.official_index(province_code) if province_ok else {}
         targets: list[Target] = []
         seen_keys: dict[str, PathKey] = {}
         for i, raw in enumerate(raw_units):
@@ -807,11 +815,14 @@ class _Builder:
             if province_ok and off is None:
                 self.problem(
                     ("units", i, "code"),
-                    f"not an official commune-level unit of province {province_code}",
+                    "not an official commune-level unit"
+                    + ("" if national else f" of province {province_code}"),
                 )
             elif off is not None and off.type != unit.type:
                 self.problem(("units", i, "type"), f"the official type is {off.type!r}, not {unit.type!r}")
             codename = unit.codename or (off.codename if off else official.ascii_slug(unit.name))
+            if national and not unit.codename and codename in codenames:
+                codename = f"{codename}-{unit.code}"  # the same commune name recurs across provinces
             if codename in codenames:
                 self.problem(
                     ("units", i, "codename") if unit.codename else ("units", i),
@@ -820,7 +831,8 @@ class _Builder:
             else:
                 codenames[codename] = unit.code
             units.append(unit)
-            for t, path in self.expand_unit(i, unit, province_code, codename):
+            unit_province = off.province if (national and off is not None) else province_code
+            for t, path in self.expand_unit(i, unit, unit_province, codename):
                 if t.key in seen_keys:
                     first = self.doc.line(seen_keys[t.key])
                     self.problem(path, f"duplicate target {t.key} (first at line {first})")
@@ -832,7 +844,7 @@ class _Builder:
         return Inventory(
             source=source,
             province=province_code,
-            province_name=official.provinces()[province_code],
+            province_name="Việt Nam" if national else official.provinces()[province_code],
             monitor=monitor,
             defaults=defaults,
             units=units,
@@ -1164,8 +1176,17 @@ class _Builder:
             cpath: PathKey = (*base, "checks", j)
             lv = self.levels(i, unit, check.service)
             extra = dict(check.model_extra or {})
+            # options as `tcp: {...}` (like a service block) and/or flat next to `target`
+            nested = extra.pop(check.probe, None)
+            if nested is not None and not isinstance(nested, dict):
+                self.problem((*cpath, check.probe), f"must be a mapping of {check.probe} probe options")
+                nested = None
+            if nested:
+                lv.append(_Level(cpath, check, {check.probe: nested}, check.enabled))
             lv.append(_Level(cpath, check, {check.probe: extra}, check.enabled, flat_options=True))
-            if not check.enabled:
+            if not check.enabled:  # not probed, but typos in its options still count
+                self.check_option_keys(check.probe, cpath, extra)
+                self.check_option_keys(check.probe, (*cpath, check.probe), nested)
                 continue
             target = self.check_target(check.probe, check.target, (*cpath, "target"))
             if target is not None:

@@ -246,7 +246,8 @@ class Store:
 
     def changes_sync(self, key: str | None = None, since: datetime | None = None) -> list[StoredChange]:
         sql = "SELECT key, at, old, new, reason, message FROM state_changes"
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | None] = []
         if key is not None:
             where.append("key = ?")
             args.append(key)

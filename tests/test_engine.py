@@ -188,19 +188,25 @@ async def test_first_probes_spread_over_one_interval(tmp_path: Path, peer: Peer)
 
 
 async def test_per_host_concurrency_limit_holds(tmp_path: Path, peer: Peer) -> None:
+    # 12 silent listeners on one host, one shared counter: at most 3 probes may hold
+    # a connection to 127.0.0.1 at any moment.
     peer.hold = True
-    never = "tcp: {query_response: [{expect: 'never%d'}]}"
-    checks = [f"{{service: vc_gov, probe: tcp, target: '127.0.0.1:{peer.port}', {never % i}}}" for i in range(12)]
+    extra = [await asyncio.start_server(peer._handle, "127.0.0.1", 0) for _ in range(11)]
+    ports = [peer.port] + [s.sockets[0].getsockname()[1] for s in extra]
+    expect = "tcp: {query_response: [{expect: never}]}"
+    checks = [f"{{service: vc_gov, probe: tcp, target: '127.0.0.1:{p}', {expect}}}" for p in ports]
     inv = tmp_path / "inv.yaml"
-    write_inventory(inv, checks, interval="3s", timeout="1s")
-    text = inv.read_text().replace("province: 79\n", "province: 79\nmonitor: {per_host_concurrency: 3}\n")
-    inv.write_text(text)
+    write_inventory(inv, checks, interval="3s", timeout="1s", rechecks="0")
+    inv.write_text(inv.read_text().replace("province: 79\n", "province: 79\nmonitor: {per_host_concurrency: 3}\n"))
     engine, _ = await started(inv)
     try:
         await asyncio.wait_for(engine.ready.wait(), 10)
-        assert 1 <= peer.peak <= 3
+        assert peer.peak == 3  # the limit was reached and never exceeded
     finally:
         await engine.stop()
+        for s in extra:
+            s.close()
+            await s.wait_closed()
 
 
 async def test_reload_keeps_unchanged_targets_and_refuses_a_bad_file(tmp_path: Path, peer: Peer) -> None:

@@ -174,9 +174,9 @@ def test_full_old_domains_expect_redirect_to_portal(full: Inventory) -> None:
     assert len(old) == 3
     for t in old:
         assert t.probe == "http"
-        assert getattr(t.config, "expect_redirect_to") == "https://vungtau.hochiminhcity.gov.vn/"
+        assert t.config.expect_redirect_to == "https://vungtau.hochiminhcity.gov.vn/"
     main = by_key(full)["26506/portal/http/https://vungtau.hochiminhcity.gov.vn/"]
-    assert getattr(main, "config").expect_redirect_to is None
+    assert main.config.expect_redirect_to is None
 
 
 def test_full_ca_file_propagated(full: Inventory) -> None:
@@ -187,18 +187,18 @@ def test_full_ca_file_propagated(full: Inventory) -> None:
         "26506/portal/http/https://phuong1.vungtau.gov.vn/",
         "26536/portal/http/https://phuong-rach-dua.hochiminhcity.gov.vn/",
     ):
-        assert getattr(t[key], "config").ca_file == "/etc/wardwatch/ca.pem", key
+        assert t[key].config.ca_file == "/etc/wardwatch/ca.pem", key
     # set explicitly on the unit's certs block: wins over defaults.ca_file
-    assert getattr(t["26506/certs/tls/vungtau.hochiminhcity.gov.vn:443"], "config").ca_file == (
+    assert t["26506/certs/tls/vungtau.hochiminhcity.gov.vn:443"].config.ca_file == (
         "/etc/ssl/other-ca.pem"
     )
     # probes without a ca_file field do not get one
-    assert "ca_file" not in type(getattr(t["26506/link/icmp/10.0.0.1"], "config")).model_fields
+    assert "ca_file" not in type(t["26506/link/icmp/10.0.0.1"].config).model_fields
 
 
 def test_full_option_precedence(full: Inventory) -> None:
     t = by_key(full)
-    cfg = {k: getattr(v, "config") for k, v in t.items()}
+    cfg = {k: v.config for k, v in t.items()}
     # defaults.probes.icmp (3) < defaults.services.link.icmp (5) < unit.link.icmp (7)
     assert cfg["26506/link/icmp/10.0.0.1"].count == 7
     assert cfg["26536/link/icmp/router.rachdua.example.vn"].count == 5
@@ -223,10 +223,10 @@ def test_full_timing_precedence(full: Inventory) -> None:
     def timing(key: str) -> tuple[float, float, int, float]:
         x = t[key]
         return (
-            getattr(x, "interval"),
-            getattr(x, "timeout"),
-            getattr(x, "rechecks"),
-            getattr(x, "recheck_spacing"),
+            x.interval,
+            x.timeout,
+            x.rechecks,
+            x.recheck_spacing,
         )
 
     assert timing("26506/vc_gov/icmp/10.0.1.1") == (30.0, 10.0, 2, 2.0)
@@ -237,9 +237,9 @@ def test_full_timing_precedence(full: Inventory) -> None:
 
 def test_full_target_fields(full: Inventory) -> None:
     t = by_key(full)["26506/portal/http/https://phuong2.vungtau.gov.vn/"]
-    assert getattr(t, "unit_name") == "Phường Vũng Tàu"  # doubled space normalised
-    assert getattr(t, "origin") == "units[0].merged_from[1].domains[0]"
-    assert getattr(t, "province") == 79
+    assert t.unit_name == "Phường Vũng Tàu"  # doubled space normalised
+    assert t.origin == "units[0].merged_from[1].domains[0]"
+    assert t.province == 79
 
 
 def test_full_lineage_and_modules(full: Inventory) -> None:
@@ -253,8 +253,8 @@ def test_full_lineage_and_modules(full: Inventory) -> None:
     assert set(full.modules) == {"http_2xx", "smtp_starttls"}
     assert full.modules["http_2xx"].probe == "http"
     assert full.modules["http_2xx"].timeout == 5.0
-    assert getattr(full.modules["http_2xx"].config, "ca_file") == "/etc/wardwatch/ca.pem"
-    assert getattr(full.modules["smtp_starttls"].config, "starttls") == "smtp"
+    assert full.modules["http_2xx"].config.ca_file == "/etc/wardwatch/ca.pem"
+    assert full.modules["smtp_starttls"].config.starttls == "smtp"
     assert full.modules["smtp_starttls"].timeout == 10.0
 
 
@@ -268,7 +268,7 @@ def test_full_with_real_probe_configs() -> None:
     inv = load_inventory(DATA / "good" / "full.yaml", system_resolver=RESOLVER)
     assert len(inv.targets) == 24
     old = [t for t in inv.targets if t.target == "https://phuong1.vungtau.gov.vn/"]
-    assert getattr(old[0].config, "expect_redirect_to") == "https://vungtau.hochiminhcity.gov.vn/"
+    assert old[0].config.expect_redirect_to == "https://vungtau.hochiminhcity.gov.vn/"
 
 
 # ------------------------------------------------------------------------------------------
@@ -371,16 +371,43 @@ units:
       - {service: portal, probe: http, target: "vungtau.example.vn"}
       - {service: portal, probe: dns, target: "10.0.0.53"}
       - {service: portal, probe: http, target: "https://x.example.vn/", enabled: false, nonsense: 1}
-      - {service: wifi, probe: ping, target: x}
 """
     assert problems_of(text) == [
         "inv.yaml:7: unit 26506: checks[0].target: not host:port: '10.0.0.1'",
         "inv.yaml:8: unit 26506: checks[1].target: not an IP address or host name: '10.0.0.1:80'",
         "inv.yaml:9: unit 26506: checks[2].target: URL scheme must be http or https: 'vungtau.example.vn'",
-        "inv.yaml:12: unit 26506: checks[5].service: must be 'link', 'vc_gov', 'vc_party', 'portal', "
+        "inv.yaml:10: unit 26506: checks[3].query_name: dns probe: required",
+        # a disabled check is still checked (nonsense is not an http option)
+        "inv.yaml:11: unit 26506: checks[4].nonsense: unknown http probe option "
+        "(known: ip_protocol, ip_protocol_fallback, expect_redirect_to, valid_status_codes, ca_file)",
+    ]
+    text = text.split("    checks:", maxsplit=1)[0] + "    checks:\n      - {service: wifi, probe: ping, target: x}\n"
+    assert problems_of(text) == [
+        "inv.yaml:7: unit 26506: checks[0].service: must be 'link', 'vc_gov', 'vc_party', 'portal', "
         "'email', 'certs' or 'procedures', got 'wifi'",
-        "inv.yaml:12: unit 26506: checks[5].probe: must be 'icmp', 'tcp', 'http', 'tls', 'dns' or "
+        "inv.yaml:7: unit 26506: checks[0].probe: must be 'icmp', 'tcp', 'http', 'tls', 'dns' or "
         "'certfile', got 'ping'",
+    ]
+
+
+def test_check_options_nested_or_flat() -> None:
+    text = """\
+province: 79
+defaults: {templates: {portal: null, email: null}}
+units:
+  - code: 26506
+    name: Phường Vũng Tàu
+    type: phường
+    checks:
+      - {service: email, probe: dns, target: "10.0.0.53", dns: {query_name: a.vn, query_type: NS}}
+      - {service: email, probe: dns, target: "10.0.0.54", dns: {query_name: a.vn}, query_name: b.vn}
+"""
+    cfgs = [t.config for t in parse(text).targets]
+    assert [(c.query_name, c.query_type) for c in cfgs] == [("a.vn", "NS"), ("b.vn", "A")]  # type: ignore[attr-defined]
+    bad = text.replace("query_type: NS", "query_typo: NS")
+    assert problems_of(bad) == [
+        "inv.yaml:8: unit 26506: checks[0].dns.query_typo: unknown dns probe option "
+        "(known: ip_protocol, ip_protocol_fallback, query_name, query_type)"
     ]
 
 
@@ -411,7 +438,8 @@ def test_missing_probe_module_is_a_problem_not_a_crash() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as info:
         load(tmp_path / "nope.yaml")
-    assert [str(p) for p in info.value.problems] == [f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory"]
+    missing = tmp_path / "nope.yaml"
+    assert [str(p) for p in info.value.problems] == [f"{missing}: cannot read: No such file or directory"]
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes(b"province: 79\nunits: [{name: Ph\xf0\xfeng}]\n")
     with pytest.raises(InventoryError, match="not UTF-8"):
@@ -558,3 +586,25 @@ def test_cli_init_unknown_province_no_traceback() -> None:
     assert "Traceback" not in proc.stderr
     assert "unknown province code 99; valid codes: 1 (Thành phố Hà Nội)" in proc.stderr
     assert "79 (Thành phố Hồ Chí Minh)" in proc.stderr
+
+
+def test_national_inventory_takes_each_units_province_from_the_official_list(tmp_path: Path) -> None:
+    from monitor.units import official_units
+
+    units = [u for u in official_units(None) if u.province == 1][:2] + [
+        u for u in official_units(None) if u.province == 79
+    ][:2]
+    templates = "{portal: 'https://{codename}.example.test/', email: null}"
+    lines = ["province: all", f"defaults: {{templates: {templates}}}", "units:"]
+    for u in units:
+        lines.append(f"  - {{code: {u.code}, name: '{u.name}', type: {u.type}}}")
+    lines.append("  - {code: 999999, name: Nowhere, type: xã}")
+    path = tmp_path / "national.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert [p.unit_code for p in exc.value.problems] == [999999]
+    assert "not an official commune-level unit" in str(exc.value.problems[0])
+    path.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    inv = load_inventory(path)
+    assert {t.unit_code: t.province for t in inv.targets} == {u.code: u.province for u in units}
