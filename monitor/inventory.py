@@ -6,7 +6,7 @@ official list of units, and expands it into the ``Target`` list the engine probe
 problem found is collected and raised together in one ``InventoryError``; each names the
 file, line, unit and field, e.g.::
 
-    inventory.yaml:42: unit 26506: link.address: not an IP address or host name: '10.0.0.300'
+    inventory.yaml:42: unit 26506: link.address: not an IP address or host name: '127.0.0.300'
 """
 
 from __future__ import annotations

@@ -153,14 +153,14 @@ _SKELETON_HEAD = """\
 #
 # Service blocks a unit may have (all accept interval/timeout/rechecks/recheck_spacing,
 # `enabled: false`, and per-probe options such as `icmp: {{count: 5}}`):
-#   link:       {{address: 10.0.0.1}}                       # router -> icmp
-#   vc_gov:     {{address: 10.0.1.1, tcp_ports: [443]}}     # video conference (government)
-#   vc_party:   {{address: 10.0.2.1, tcp_ports: []}}        # video conference (party)
+#   link:       {{address: 127.0.0.1}}                       # router -> icmp
+#   vc_gov:     {{address: 127.0.1.1, tcp_ports: [443]}}     # video conference (government)
+#   vc_party:   {{address: 127.0.2.1, tcp_ports: []}}        # video conference (party)
 #   portal:     {{url: "https://..."}}                      # default: defaults.templates.portal
 #   email:      {{domain: ..., smtp: ["mx1.example.vn:25"]}} # default domain: templates.email
 #   certs:      {{hosts: ["host:443"], files: ["/etc/ssl/unit.pem"]}}
 #   procedures: {{url: "https://..."}}                      # default: templates.procedures
-#   checks:     [{{service: portal, probe: dns, target: "10.0.0.53:53", query_name: x.gov.vn}}]
+#   checks:     [{{service: portal, probe: dns, target: "127.0.0.53:53", query_name: x.gov.vn}}]
 """
 
 

@@ -141,17 +141,17 @@ def test_full_counts(full: Inventory) -> None:
 def test_full_keys(full: Inventory) -> None:
     keys = set(by_key(full))
     assert {
-        "26506/link/icmp/10.0.0.1",
-        "26506/vc_gov/icmp/10.0.1.1",
-        "26506/vc_gov/tcp/10.0.1.1:443",
-        "26506/vc_gov/tcp/10.0.1.1:5060",
+        "26506/link/icmp/127.0.0.1",
+        "26506/vc_gov/icmp/127.0.1.1",
+        "26506/vc_gov/tcp/127.0.1.1:443",
+        "26506/vc_gov/tcp/127.0.1.1:5060",
         "26506/vc_party/icmp/fd00::1",
         "26506/vc_party/tcp/[fd00::1]:443",
         "26506/portal/http/https://vungtau.hochiminhcity.gov.vn/",
         "26506/portal/http/https://phuong1.vungtau.gov.vn/",
         "26506/portal/http/https://phuong2.vungtau.gov.vn/",
         "26506/portal/http/https://p2.vungtau.gov.vn/",
-        "26506/email/dns/10.10.0.53:53",
+        "26506/email/dns/127.10.0.53:53",
         "26506/email/tcp/mx1.hochiminhcity.gov.vn:25",
         "26506/email/tcp/mx2.hochiminhcity.gov.vn:25",
         "26506/certs/tls/vungtau.hochiminhcity.gov.vn:443",
@@ -159,13 +159,13 @@ def test_full_keys(full: Inventory) -> None:
         "26506/certs/certfile//etc/ssl/vungtau.pem",
         "26506/procedures/http/https://dvc.vungtau.gov.vn/",
         "26506/portal/dns/127.0.0.1:53",
-        "26506/link/icmp/10.0.0.2",
+        "26506/link/icmp/127.0.0.2",
         "26536/link/icmp/router.rachdua.example.vn",
         "26536/portal/http/https://phuong-rach-dua.hochiminhcity.gov.vn/",
         # Xã Thanh An and Xã Thạnh An share the official codename 'xa_thanh_an'
         "25807/portal/http/https://xa-thanh-an-25807.hochiminhcity.gov.vn/",
-        "25807/email/dns/10.10.0.53:53",
-        "27676/email/dns/10.10.0.53:53",
+        "25807/email/dns/127.10.0.53:53",
+        "27676/email/dns/127.10.0.53:53",
     } == keys
 
 
@@ -182,7 +182,7 @@ def test_full_old_domains_expect_redirect_to_portal(full: Inventory) -> None:
 def test_full_ca_file_propagated(full: Inventory) -> None:
     t = by_key(full)
     for key in (
-        "26506/vc_gov/tcp/10.0.1.1:443",
+        "26506/vc_gov/tcp/127.0.1.1:443",
         "26506/email/tcp/mx1.hochiminhcity.gov.vn:25",
         "26506/portal/http/https://phuong1.vungtau.gov.vn/",
         "26536/portal/http/https://phuong-rach-dua.hochiminhcity.gov.vn/",
@@ -193,25 +193,25 @@ def test_full_ca_file_propagated(full: Inventory) -> None:
         "/etc/ssl/other-ca.pem"
     )
     # probes without a ca_file field do not get one
-    assert "ca_file" not in type(t["26506/link/icmp/10.0.0.1"].config).model_fields
+    assert "ca_file" not in type(t["26506/link/icmp/127.0.0.1"].config).model_fields
 
 
 def test_full_option_precedence(full: Inventory) -> None:
     t = by_key(full)
     cfg = {k: v.config for k, v in t.items()}
     # defaults.probes.icmp (3) < defaults.services.link.icmp (5) < unit.link.icmp (7)
-    assert cfg["26506/link/icmp/10.0.0.1"].count == 7
+    assert cfg["26506/link/icmp/127.0.0.1"].count == 7
     assert cfg["26536/link/icmp/router.rachdua.example.vn"].count == 5
-    assert cfg["26506/vc_gov/icmp/10.0.1.1"].count == 3
+    assert cfg["26506/vc_gov/icmp/127.0.1.1"].count == 3
     # a check takes its service block's options too
-    assert cfg["26506/link/icmp/10.0.0.2"].count == 7
+    assert cfg["26506/link/icmp/127.0.0.2"].count == 7
     assert cfg["26506/portal/http/https://vungtau.hochiminhcity.gov.vn/"].valid_status_codes == (200, 301)
     assert cfg["26536/portal/http/https://phuong-rach-dua.hochiminhcity.gov.vn/"].valid_status_codes == (200,)
     assert cfg["26506/email/tcp/mx1.hochiminhcity.gov.vn:25"].starttls == "smtp"
-    assert cfg["26506/vc_gov/tcp/10.0.1.1:443"].starttls is None
-    dns = cfg["26506/email/dns/10.10.0.53:53"]
+    assert cfg["26506/vc_gov/tcp/127.0.1.1:443"].starttls is None
+    dns = cfg["26506/email/dns/127.10.0.53:53"]
     assert (dns.query_name, dns.query_type) == ("vungtau.hochiminhcity.gov.vn", "MX")
-    dns = cfg["25807/email/dns/10.10.0.53:53"]
+    dns = cfg["25807/email/dns/127.10.0.53:53"]
     assert dns.query_name == "xa-thanh-an-25807.hochiminhcity.gov.vn"
     check = cfg["26506/portal/dns/127.0.0.1:53"]
     assert (check.query_name, check.query_type) == ("vungtau.gov.vn", "NS")
@@ -229,9 +229,9 @@ def test_full_timing_precedence(full: Inventory) -> None:
             x.recheck_spacing,
         )
 
-    assert timing("26506/vc_gov/icmp/10.0.1.1") == (30.0, 10.0, 2, 2.0)
-    assert timing("26506/link/icmp/10.0.0.1") == (15.0, 5.0, 2, 2.0)  # defaults.services.link
-    assert timing("26506/link/icmp/10.0.0.2") == (10.0, 2.0, 2, 2.0)  # the check's own
+    assert timing("26506/vc_gov/icmp/127.0.1.1") == (30.0, 10.0, 2, 2.0)
+    assert timing("26506/link/icmp/127.0.0.1") == (15.0, 5.0, 2, 2.0)  # defaults.services.link
+    assert timing("26506/link/icmp/127.0.0.2") == (10.0, 2.0, 2, 2.0)  # the check's own
     assert timing("26506/procedures/http/https://dvc.vungtau.gov.vn/") == (60.0, 10.0, 2, 2.0)
 
 
@@ -248,8 +248,8 @@ def test_full_lineage_and_modules(full: Inventory) -> None:
         (26500, "Phường 1", ["phuong1.vungtau.gov.vn"]),
         (26503, "Phường 2", ["phuong2.vungtau.gov.vn", "p2.vungtau.gov.vn"]),
     ]
-    assert full.monitor.dns_servers == ["10.10.0.53:53", "10.10.0.54:5353"]
-    assert full.dns_server == "10.10.0.53:53"
+    assert full.monitor.dns_servers == ["127.10.0.53:53", "127.10.0.54:5353"]
+    assert full.dns_server == "127.10.0.53:53"
     assert set(full.modules) == {"http_2xx", "smtp_starttls"}
     assert full.modules["http_2xx"].probe == "http"
     assert full.modules["http_2xx"].timeout == 5.0
@@ -315,7 +315,7 @@ def test_templates_and_system_resolver() -> None:
 
 def test_system_nameserver(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
-    conf.write_text("# comment\nsearch example\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n")
+    conf.write_text("# comment\nsearch example\nnameserver fe80::1%eth0\nnameserver 127.0.0.1\n")
     assert system_nameserver(conf) == "[fe80::1]:53"
     conf.write_text("options ndots:1\n")
     assert system_nameserver(conf) == "127.0.0.1:53"
@@ -339,7 +339,7 @@ province: 79
 defaults: {templates: {portal: null, email: null}}
 units:
   - {code: 26506, name: Phường Vũng Tàu, type: phường, link: {address: 1.2.3.999}}
-  - {code: 26536, name: Phường Rạch Dừa, type: phường, link: {address: 10.0.0.1, interval: 1s}}
+  - {code: 26536, name: Phường Rạch Dừa, type: phường, link: {address: 127.0.0.1, interval: 1s}}
   - {code: 26506, name: Phường Vũng Tàu, type: phường}
 """
     assert problems_of(text) == [
@@ -366,15 +366,15 @@ units:
     name: Phường Vũng Tàu
     type: phường
     checks:
-      - {service: link, probe: tcp, target: 10.0.0.1}
-      - {service: link, probe: icmp, target: "10.0.0.1:80"}
+      - {service: link, probe: tcp, target: 127.0.0.1}
+      - {service: link, probe: icmp, target: "127.0.0.1:80"}
       - {service: portal, probe: http, target: "vungtau.example.vn"}
-      - {service: portal, probe: dns, target: "10.0.0.53"}
+      - {service: portal, probe: dns, target: "127.0.0.53"}
       - {service: portal, probe: http, target: "https://x.example.vn/", enabled: false, nonsense: 1}
 """
     assert problems_of(text) == [
-        "inv.yaml:7: unit 26506: checks[0].target: not host:port: '10.0.0.1'",
-        "inv.yaml:8: unit 26506: checks[1].target: not an IP address or host name: '10.0.0.1:80'",
+        "inv.yaml:7: unit 26506: checks[0].target: not host:port: '127.0.0.1'",
+        "inv.yaml:8: unit 26506: checks[1].target: not an IP address or host name: '127.0.0.1:80'",
         "inv.yaml:9: unit 26506: checks[2].target: URL scheme must be http or https: 'vungtau.example.vn'",
         "inv.yaml:10: unit 26506: checks[3].query_name: dns probe: required",
         # a disabled check is still checked (nonsense is not an http option)
@@ -399,8 +399,8 @@ units:
     name: Phường Vũng Tàu
     type: phường
     checks:
-      - {service: email, probe: dns, target: "10.0.0.53", dns: {query_name: a.vn, query_type: NS}}
-      - {service: email, probe: dns, target: "10.0.0.54", dns: {query_name: a.vn}, query_name: b.vn}
+      - {service: email, probe: dns, target: "127.0.0.53", dns: {query_name: a.vn, query_type: NS}}
+      - {service: email, probe: dns, target: "127.0.0.54", dns: {query_name: a.vn}, query_name: b.vn}
 """
     cfgs = [t.config for t in parse(text).targets]
     assert [(c.query_name, c.query_type) for c in cfgs] == [("a.vn", "NS"), ("b.vn", "A")]  # type: ignore[attr-defined]
@@ -464,14 +464,14 @@ units:
   - code: 26506
     name: Phường Vũng Tàu
     type: phường
-    vc_gov: &vc {address: 10.0.0.1, tcp_ports: [443]}
-    vc_party: {<<: *vc, address: 10.0.0.2}
+    vc_gov: &vc {address: 127.0.0.1, tcp_ports: [443]}
+    vc_party: {<<: *vc, address: 127.0.0.2}
 """
     assert [t.key for t in parse(text).targets] == [
-        "26506/vc_gov/icmp/10.0.0.1",
-        "26506/vc_gov/tcp/10.0.0.1:443",
-        "26506/vc_party/icmp/10.0.0.2",
-        "26506/vc_party/tcp/10.0.0.2:443",
+        "26506/vc_gov/icmp/127.0.0.1",
+        "26506/vc_gov/tcp/127.0.0.1:443",
+        "26506/vc_party/icmp/127.0.0.2",
+        "26506/vc_party/tcp/127.0.0.2:443",
     ]
 
 

@@ -66,16 +66,23 @@ def add_config_options(parser: argparse.ArgumentParser, fields: dict[str, FieldI
             parser.add_argument(_flag(name), dest=dest, choices=[str(a) for a in get_args(tp)], help=help_text)
         elif origin in (list, tuple, set, frozenset):
             (item,) = get_args(tp)[:1] or (str,)
+            if get_origin(item) is tuple:  # pairs, e.g. headers
+                parser.add_argument(
+                    _flag(name), dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE",
+                    help=f"{help_text} (repeatable)".strip(),
+                )
+                continue
             conv = str if _unwrap(item) in (str, int, float) else _json_value
             parser.add_argument(
-                _flag(name), dest=dest, action="append", type=conv, help=f"{help_text} (repeatable)".strip()
+                _flag(name), dest=dest, action="append", type=conv, metavar=name.upper(),
+                help=f"{help_text} (repeatable)".strip(),
             )
         elif origin is dict:
             parser.add_argument(
                 _flag(name), dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE", help=help_text
             )
         elif tp in (str, int, float):
-            parser.add_argument(_flag(name), dest=dest, help=help_text)
+            parser.add_argument(_flag(name), dest=dest, metavar=name.upper(), help=help_text)
         else:  # nested models and other structures: JSON on the command line
             parser.add_argument(_flag(name), dest=dest, type=_json_value, metavar="JSON", help=help_text)
 
