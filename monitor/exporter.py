@@ -97,6 +97,26 @@ METRICS: dict[str, tuple[str, str]] = {
     "wardwatch_targets": (GAUGE, "Targets monitored, by service and state"),
     "wardwatch_metrics_render_seconds": (GAUGE, "How long the previous /metrics render took"),
     "wardwatch_build_info": (GAUGE, "Build information; the value is always 1"),
+    # Series blackbox_exporter lacks, added beside its own (never changing their meaning).
+    "wardwatch_icmp_packets_sent": (GAUGE, "ICMP echo requests sent in the last probe"),
+    "wardwatch_icmp_packets_received": (GAUGE, "ICMP echo replies received in the last probe"),
+    "wardwatch_icmp_loss_ratio": (GAUGE, "Share of ICMP echo requests without a reply in the last probe (0-1)"),
+    "wardwatch_icmp_rtt_seconds": (GAUGE, "ICMP round-trip time of the last probe by stat (min, avg, max, stddev)"),
+    "wardwatch_http_first_hop_ssl_earliest_cert_expiry": (
+        GAUGE,
+        "Earliest certificate expiry (unix time) of the first host asked, when it redirected elsewhere",
+    ),
+    "wardwatch_http_redirect_hop": (GAUGE, "HTTP status code of each hop of the last redirect chain"),
+    "wardwatch_tls_chain_verified": (GAUGE, "Whether the peer chain verified against the trusted CAs (1) or not (0)"),
+    "wardwatch_tls_hostname_match": (GAUGE, "Whether the certificate matches the host name asked for (1) or not (0)"),
+    "wardwatch_tls_cert_days_left": (GAUGE, "Days until the earliest certificate of the peer chain expires"),
+    "wardwatch_dns_servers_agree": (GAUGE, "Whether every listed nameserver gave the same answer (1) or not (0)"),
+    "wardwatch_dns_server_serial": (GAUGE, "SOA serial reported by each nameserver compared"),
+    "wardwatch_certfile_not_after_timestamp_seconds": (GAUGE, "notAfter (unix time) of each certificate in a file"),
+    "wardwatch_certfile_days_left": (GAUGE, "Days until each certificate in a file expires"),
+    "wardwatch_certfile_read_errors": (GAUGE, "Certificate files that could not be read, by reason"),
+    "wardwatch_certfile_files": (GAUGE, "Certificate files read"),
+    "wardwatch_certfile_certificates": (GAUGE, "Certificates found in the files read"),
 }
 
 FALLBACK_WARDWATCH = (GAUGE, "wardwatch probe observation")
