@@ -84,7 +84,7 @@ async def test_write_failure_is_reported_not_raised(tmp_path: Path) -> None:
     # back as a callback (counted as a store error), never stop the caller.
     with sqlite3.connect(tmp_path / "s.db") as c:
         c.execute(
-            "CREATE TRIGGER no_writes BEFORE INSERT ON state_changes BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            "CREATE TRIGGER no_writes BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
         )
     store.submit("k", Change(State.UP, State.DOWN, T0, None, ""), Status(State.DOWN, T0), on_error)
     await asyncio.wait_for(reported.wait(), 5)
@@ -100,3 +100,36 @@ def test_unopenable_path_gives_a_clear_error(tmp_path: Path) -> None:
     store = Store(f / "s.db")
     with pytest.raises(StoreError, match="cannot open store"):
         store.open()
+
+
+def test_upgrade_from_v1_keeps_every_state_change(tmp_path: Path) -> None:
+    """A store written by the first release opens in this one with its history intact."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for stmt in str(MIGRATIONS[0]).split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    conn.execute("PRAGMA user_version = 1")
+    at1, at2 = T0.isoformat(), (T0 + timedelta(seconds=90.5)).isoformat()
+    conn.executemany(
+        "INSERT INTO state_changes (key, at, old, new, reason, message) VALUES (?, ?, ?, ?, ?, ?)",
+        [("a", at1, "up", "down", "timeout", "t"), ("b", at1, "unknown", "up", None, ""),
+         ("a", at2, "down", "up", None, "")],
+    )
+    conn.execute(
+        "INSERT INTO target_status (key, state, since, message, failures) VALUES ('a', 'up', ?, '', 0)", (at2,)
+    )
+    conn.close()
+
+    store = Store(path)
+    store.open()
+    got = [(c.key, c.at, c.old, c.new, c.reason) for c in store.changes_sync()]
+    assert got == [
+        ("a", T0, State.UP, State.DOWN, "timeout"),
+        ("b", T0, State.UNKNOWN, State.UP, None),
+        ("a", T0 + timedelta(seconds=90.5), State.DOWN, State.UP, None),
+    ]
+    assert store.load_statuses_sync()["a"].state is State.UP
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    store.close()
