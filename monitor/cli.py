@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from monitor import __version__, logs
 
 # Each module exposes register(subparsers); its parsers set ``func(args) -> int``.
-COMMANDS: tuple[str, ...] = ("run", "check", "inventory")
+COMMANDS: tuple[str, ...] = ("run", "check", "inventory", "lab", "demo")
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -26,18 +26,24 @@ async def run_probe(spec: ProbeSpec, target: str, cfg: Any, ctx: ProbeContext) -
             result = await spec.run(target, cfg, ctx)
     except TimeoutError:
         return ProbeResult(False, Reason.TIMEOUT, f"no answer within {ctx.timeout:g}s", time.monotonic() - start)
-    except asyncio.CancelledError:
-        raise
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # really cancelled (shutdown, reload): let it go
+        # A stray CancelledError from inside a library is a bug, not a stop request.
+        return _internal_error(spec.kind, target, ctx, exc, start)
     except Exception as exc:  # a bug in a probe must not stop the schedule
-        ctx.logger.exception("probe %s %s raised", spec.kind, target)
-        return ProbeResult(
-            False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", time.monotonic() - start
-        )
+        return _internal_error(spec.kind, target, ctx, exc, start)
     if result.duration_seconds <= 0:
         result = ProbeResult(
             result.success, result.reason, result.message, time.monotonic() - start, result.samples
         )
     return result
+
+
+def _internal_error(kind: str, target: str, ctx: ProbeContext, exc: BaseException, start: float) -> ProbeResult:
+    ctx.logger.error("probe %s %s raised %s: %s", kind, target, type(exc).__name__, exc, exc_info=exc)
+    return ProbeResult(False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
 
 
 def common_samples(result: ProbeResult, timeout: float) -> tuple[Sample, ...]:

@@ -171,6 +171,13 @@ async def close(writer: asyncio.StreamWriter | None) -> None:
             await writer.wait_closed()
     except (TimeoutError, OSError, ssl.SSLError):
         writer.transport.abort()
+    except asyncio.CancelledError:
+        # After a failed start_tls, asyncio cancels the plain stream's close waiter:
+        # that is not our task being cancelled, so it must not end the probe.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        writer.transport.abort()
 
 
 async def upgrade(

@@ -103,8 +103,13 @@ def endless_body(chunked: bool = False) -> contextlib.AbstractAsyncContextManage
     return _serve(h)
 
 
-def resetter() -> contextlib.AbstractAsyncContextManager[Peer]:
+def resetter(after_bytes: int = 0) -> contextlib.AbstractAsyncContextManager[Peer]:
+    """Resets the connection (RST) on accept, or once the client sent ``after_bytes``
+    (1: mid TLS handshake, right after the ClientHello)."""
+
     async def h(peer: Peer, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if after_bytes:
+            await r.readexactly(after_bytes)
         sock = w.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         w.transport.abort()

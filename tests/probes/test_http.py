@@ -217,3 +217,18 @@ def test_normalise_url() -> None:
         "https://new.portal.test/a"
     )
     assert http.normalise_url("https://x:8443/") != http.normalise_url("https://x/")
+
+
+@pytest.mark.parametrize("kind", ["http", "tls", "tcp"])
+async def test_reset_during_tls_handshake_is_a_reason_not_a_cancellation(kind: str) -> None:
+    # Regression: a failed start_tls cancels asyncio's close waiter of the plain stream;
+    # that CancelledError escaped the http probe and unscheduled the target for good.
+    from probes import registry
+    from probes.runner import run_probe
+
+    async with badpeers.resetter(after_bytes=1) as peer:
+        spec = registry.get(kind)
+        target = f"https://127.0.0.1:{peer.port}/" if kind == "http" else f"127.0.0.1:{peer.port}"
+        cfg = spec.config(**({"tls": True} if kind == "tcp" else {}))
+        r = await run_probe(spec, target, cfg, context(2.0))
+    assert not r.success and r.reason is Reason.TLS_HANDSHAKE

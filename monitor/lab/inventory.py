@@ -1,0 +1,152 @@
+"""The inventory matching a lab (``lab-inventory.yaml``) and what the lab expects it to show.
+
+One inventory file covers one province (the inventory format is per province). A lab of up
+to the province's own units writes ``lab-inventory.yaml``; a larger one (``--units`` beyond
+the province, up to 3,321) also writes ``lab-inventory-<province>.yaml`` for every province
+it spans, ``lab-inventory.yaml`` being the lab's own province.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.lab import imperfections
+from monitor.lab.config import LabConfig
+from monitor.lab.plan import PROCEDURES_HOST, LabUnit
+from monitor.units import provinces
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """One target the monitor should report failing, and why."""
+
+    key: str  # the engine's target key: unit_code/service/probe/target
+    unit_code: int
+    service: str
+    reason: str
+    kind: str
+    description: str
+
+
+def signing_file(cfg: LabConfig, unit: LabUnit) -> Path:
+    return (cfg.directory / "certs" / f"{unit.code}.pem").absolute()
+
+
+def portal_url(cfg: LabConfig, unit: LabUnit) -> str:
+    return f"https://{unit.portal_host}:{cfg.ports.https}/"
+
+
+def old_url(cfg: LabConfig, host: str) -> str:
+    return f"http://{host}:{cfg.ports.http}/"
+
+
+def procedures_url(cfg: LabConfig, unit: LabUnit) -> str:
+    return f"https://{PROCEDURES_HOST}:{cfg.ports.https}/{unit.code}/"
+
+
+def dns_server(cfg: LabConfig) -> str:
+    return f"127.0.0.1:{cfg.ports.dns}"
+
+
+def _unit_doc(cfg: LabConfig, u: LabUnit) -> dict[str, Any]:
+    p = cfg.ports
+    return {
+        "code": u.code,
+        "name": u.name,
+        "type": u.type,
+        "codename": u.codename,
+        "merged_from": [{"code": o.code, "name": o.name, "domains": [o.host]} for o in u.old_domains],
+        "link": {"address": u.address("router")},
+        "vc_gov": {"address": u.address("vc_gov"), "tcp_ports": [p.vc]},
+        "vc_party": {"address": u.address("vc_party"), "tcp_ports": [p.vc]},
+        "portal": {"url": portal_url(cfg, u)},
+        "email": {"domain": u.mail_domain, "smtp": [f"{u.mail_host}:{p.smtp}"]},
+        "certs": {"hosts": [f"{u.portal_host}:{p.https}"], "files": [str(signing_file(cfg, u))]},
+    }
+
+
+def inventory_text(cfg: LabConfig, province: int, units: list[LabUnit]) -> str:
+    t = cfg.timing
+    head = (
+        f"# wardwatch lab inventory: {len(units)} simulated units of province {province} "
+        f"({provinces()[province]}).\n"
+        "# Written by `wardwatch lab`; every address is on loopback (see monitor/lab/plan.py).\n"
+    )
+    doc: dict[str, Any] = {
+        "province": province,
+        "monitor": {"dns_servers": [dns_server(cfg)]},
+        "defaults": {
+            "interval": f"{t.interval:g}s",
+            "timeout": f"{t.timeout:g}s",
+            "rechecks": t.rechecks,
+            "recheck_spacing": f"{t.recheck_spacing:g}s",
+            "ca_file": str((cfg.directory / "ca.pem").absolute()),
+            "templates": {
+                "procedures": f"https://{PROCEDURES_HOST}:{cfg.ports.https}/{{code}}/",
+                "old_domain_url": f"http://{{domain}}:{cfg.ports.http}/",
+            },
+            "probes": {
+                "icmp": {"count": 2, "interval_seconds": 0.1},
+                "tls": {"fail_if_expires_within_days": imperfections.SOON_DAYS},
+                "certfile": {"fail_if_expires_within_days": imperfections.SOON_DAYS},
+            },
+        },
+        "units": [_unit_doc(cfg, u) for u in units],
+    }
+    return head + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
+
+
+def expected_failures(cfg: LabConfig, units: list[LabUnit]) -> list[Expected]:
+    """The targets the built-in imperfections make fail, with their reasons."""
+    out: list[Expected] = []
+    by_index = imperfections.assign(len(units))
+    for u in units:
+        imp = by_index.get(u.index)
+        if imp is None:
+            continue
+        portal = f"{u.code}/portal/http/{portal_url(cfg, u)}"
+        olds = [f"{u.code}/portal/http/{old_url(cfg, o.host)}" for o in u.old_domains]
+        tls = f"{u.code}/certs/tls/{u.portal_host}:{cfg.ports.https}"
+        certfile = f"{u.code}/certs/certfile/{signing_file(cfg, u)}"
+        reasons: dict[str, str] = {}
+        if imp.kind == "cert_expires_soon":
+            reasons[tls] = "tls_expires_soon"
+        elif imp.kind == "signing_soon":
+            reasons[certfile] = "cert_expires_soon"
+        elif imp.kind in ("cert_expired", "hostname_mismatch"):
+            why = "tls_expired" if imp.kind == "cert_expired" else "tls_hostname_mismatch"
+            reasons.update(dict.fromkeys([portal, *olds, tls], why))
+        elif imp.kind == "redirect_missing":
+            reasons[olds[0]] = "redirect_missing"
+        elif imp.kind == "portal_503":
+            reasons.update(dict.fromkeys([portal, *olds], "http_status"))
+        elif imp.kind == "slow_portal":
+            reasons.update(dict.fromkeys([portal, *olds], "timeout"))
+        for key, why in reasons.items():
+            service = key.split("/", 2)[1]
+            out.append(Expected(key, u.code, service, why, imp.kind, imp.description))
+    return out
+
+
+def write(cfg: LabConfig, units: list[LabUnit]) -> list[Path]:
+    """Write the inventory file(s); returns their paths, the lab's own province first."""
+    groups: dict[int, list[LabUnit]] = defaultdict(list)
+    for u in units:
+        groups[u.province].append(u)
+    paths: list[Path] = []
+    main = cfg.directory / "lab-inventory.yaml"
+    for province, members in groups.items():
+        text = inventory_text(cfg, province, members)
+        if province == cfg.province:
+            main.write_text(text, encoding="utf-8")
+            paths.insert(0, main)
+        if len(groups) > 1:
+            path = cfg.directory / f"lab-inventory-{province}.yaml"
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+    return paths
