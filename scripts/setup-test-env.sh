@@ -9,6 +9,7 @@ APT_PACKAGES=(
   nsd                    # authoritative DNS peer for the dns probe
   prometheus             # promtool (check metrics) and a real scraping server
   prometheus-blackbox-exporter  # differential test of /probe
+  nftables               # lab fault injection (drops or refuses traffic to a unit's loopback addresses)
   iproute2 procps
 )
 

@@ -94,14 +94,14 @@ def test_inventory_validates_with_every_target(tmp_path: Path) -> None:
     assert {e.key for e in lab_inventory.expected_failures(cfg, units)} <= keys
 
 
-def test_inventory_beyond_one_province_is_split_per_province(tmp_path: Path) -> None:
+def test_inventory_beyond_one_province_is_national(tmp_path: Path) -> None:
     cfg = LabConfig(directory=tmp_path, units=200)
     units = plan.build_plan(plan.select_units(200))
-    paths = lab_inventory.write(cfg, units)
-    assert paths[0] == tmp_path / "lab-inventory.yaml"
-    per_province = [load_inventory(p) for p in paths[1:]]
-    assert sum(len(i.units) for i in per_province) == 200
-    assert {i.province for i in per_province} == {u.province for u in units}
+    [path] = lab_inventory.write(cfg, units)
+    inv = load_inventory(path)
+    assert len(inv.units) == 200
+    assert {t.province for t in inv.targets} == {u.province for u in units}
+    assert len({u.province for u in units}) > 1
 
 
 @pytest.fixture

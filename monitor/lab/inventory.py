@@ -1,14 +1,12 @@
 """The inventory matching a lab (``lab-inventory.yaml``) and what the lab expects it to show.
 
-One inventory file covers one province (the inventory format is per province). A lab of up
-to the province's own units writes ``lab-inventory.yaml``; a larger one (``--units`` beyond
-the province, up to 3,321) also writes ``lab-inventory-<province>.yaml`` for every province
-it spans, ``lab-inventory.yaml`` being the lab's own province.
+A lab within one province writes an inventory of that province; a larger one (``--units``
+beyond the province, up to the national 3,321) writes a national one (``province: all``),
+each unit's province taken from the official list.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +51,16 @@ def dns_server(cfg: LabConfig) -> str:
     return f"127.0.0.1:{cfg.ports.dns}"
 
 
-def _unit_doc(cfg: LabConfig, u: LabUnit) -> dict[str, Any]:
+def _unit_doc(cfg: LabConfig, u: LabUnit, national: bool) -> dict[str, Any]:
     p = cfg.ports
+    # Commune names recur across provinces: a national file lets the inventory derive
+    # unique codenames (every URL below is explicit, so nothing depends on them).
+    named = {} if national else {"codename": u.codename}
     return {
         "code": u.code,
         "name": u.name,
         "type": u.type,
-        "codename": u.codename,
+        **named,
         "merged_from": [{"code": o.code, "name": o.name, "domains": [o.host]} for o in u.old_domains],
         "link": {"address": u.address("router")},
         "vc_gov": {"address": u.address("vc_gov"), "tcp_ports": [p.vc]},
@@ -70,11 +71,11 @@ def _unit_doc(cfg: LabConfig, u: LabUnit) -> dict[str, Any]:
     }
 
 
-def inventory_text(cfg: LabConfig, province: int, units: list[LabUnit]) -> str:
+def inventory_text(cfg: LabConfig, province: int | str, units: list[LabUnit]) -> str:
     t = cfg.timing
+    where = "all provinces" if province == "all" else f"province {province} ({provinces()[int(province)]})"
     head = (
-        f"# wardwatch lab inventory: {len(units)} simulated units of province {province} "
-        f"({provinces()[province]}).\n"
+        f"# wardwatch lab inventory: {len(units)} simulated units of {where}.\n"
         "# Written by `wardwatch lab`; every address is on loopback (see monitor/lab/plan.py).\n"
     )
     doc: dict[str, Any] = {
@@ -96,7 +97,7 @@ def inventory_text(cfg: LabConfig, province: int, units: list[LabUnit]) -> str:
                 "certfile": {"fail_if_expires_within_days": imperfections.SOON_DAYS},
             },
         },
-        "units": [_unit_doc(cfg, u) for u in units],
+        "units": [_unit_doc(cfg, u, province == "all") for u in units],
     }
     return head + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120)
 
@@ -134,19 +135,9 @@ def expected_failures(cfg: LabConfig, units: list[LabUnit]) -> list[Expected]:
 
 
 def write(cfg: LabConfig, units: list[LabUnit]) -> list[Path]:
-    """Write the inventory file(s); returns their paths, the lab's own province first."""
-    groups: dict[int, list[LabUnit]] = defaultdict(list)
-    for u in units:
-        groups[u.province].append(u)
-    paths: list[Path] = []
-    main = cfg.directory / "lab-inventory.yaml"
-    for province, members in groups.items():
-        text = inventory_text(cfg, province, members)
-        if province == cfg.province:
-            main.write_text(text, encoding="utf-8")
-            paths.insert(0, main)
-        if len(groups) > 1:
-            path = cfg.directory / f"lab-inventory-{province}.yaml"
-            path.write_text(text, encoding="utf-8")
-            paths.append(path)
-    return paths
+    """Write ``lab-inventory.yaml``; returns its path (in a list, for the callers' printing)."""
+    spanned = {u.province for u in units}
+    province: int | str = cfg.province if spanned <= {cfg.province} else "all"
+    path = cfg.directory / "lab-inventory.yaml"
+    path.write_text(inventory_text(cfg, province, units), encoding="utf-8")
+    return [path]
