@@ -42,9 +42,12 @@ def zone_text(units: list[LabUnit], serial: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nsd_conf(directory: Path, port: int) -> str:
+def nsd_conf(directory: Path, port: int, zones: list[str], host: str = "127.0.0.1") -> str:
+    """nsd.conf for a foreground nsd that keeps every file in ``directory`` and drops no
+    privileges, serving ``zones`` (each from ``<zone>.zone`` there) on ``host@port``."""
+    zone_blocks = "".join(f'zone:\n    name: {z}\n    zonefile: "{z}.zone"\n' for z in zones)
     return f"""server:
-    ip-address: 127.0.0.1@{port}
+    ip-address: {host}@{port}
     port: {port}
     username: ""
     chroot: ""
@@ -61,10 +64,7 @@ def nsd_conf(directory: Path, port: int) -> str:
     refuse-any: yes
 remote-control:
     control-enable: no
-zone:
-    name: {DOMAIN}
-    zonefile: "{DOMAIN}.zone"
-"""
+{zone_blocks}"""
 
 
 class Nsd:
@@ -83,7 +83,7 @@ class Nsd:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / f"{DOMAIN}.zone").write_text(zone_text(units, int(time.time())))
         conf = self.dir / "nsd.conf"
-        conf.write_text(nsd_conf(self.dir, self.port))
+        conf.write_text(nsd_conf(self.dir, self.port, [DOMAIN]))
         for stale in ("zone.list", "xfrd.state", "nsd.pid"):
             (self.dir / stale).unlink(missing_ok=True)
         fd = os.open(self.dir / "nsd.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

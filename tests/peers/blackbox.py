@@ -7,13 +7,13 @@ name for the wrong-host case) and one plain-HTTP port.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.peers.nginx import preamble
 from tests.peers.pki import Issued, TestCA
 from tests.peers.proc import free_port, require, running, wait_tcp
 
@@ -47,22 +47,7 @@ def _tls_server(port: int, cert: Issued) -> str:
 
 
 def _nginx_config(tmp: Path, n: IpNginx) -> str:
-    user = "user root;" if os.geteuid() == 0 else ""
-    return f"""
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {tmp}/error.log warn;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
+    return preamble(tmp) + f"""
     default_type text/plain;
     ssl_protocols TLSv1.2 TLSv1.3;
     {_tls_server(n.valid, n.certs["valid"])}

@@ -56,29 +56,9 @@ def _server(name: str, cert: Issued, port: int, body: str) -> str:
     }}"""
 
 
-def _config(tmp: Path, n: Nginx) -> str:
-    c = n.certs
-    www = tmp / "www"
-    www.mkdir(exist_ok=True)
-    (www / "large.bin").write_bytes(b"x" * LARGE_SIZE)
-    new = f"https://new.{DOMAIN}:{n.https}"
-    new_locations = f"""
-        root {www};
-        location = / {{ default_type text/html; return 200 "<h1>{KEYWORD}</h1>\\n"; }}
-        location = /down {{ return 503; }}
-        location = /error {{ return 500; }}
-        location = /elsewhere {{ return 302 https://other.{DOMAIN}:{n.https}/; }}
-        location = /large.bin {{ gzip on; gzip_types application/octet-stream; gzip_min_length 1; }}
-    """
-    user = "user root;" if os.geteuid() == 0 else ""
-    servers = [
-        _server("new", c["new"], n.https, new_locations),
-        _server("old", c["old"], n.https, f"return 301 {new}$request_uri;"),
-        _server("soon", c["soon"], n.https, 'return 200 "soon\\n";'),
-        _server("expired", c["expired"], n.https, 'return 200 "expired\\n";'),
-        _server("wrong", c["wrong"], n.https, 'return 200 "wrong\\n";'),
-        _server("selfsigned", c["selfsigned"], n.https, 'return 200 "selfsigned\\n";'),
-    ]
+def preamble(tmp: Path) -> str:
+    """Top of a test nginx.conf: foreground, every file under ``tmp``, an open ``http {`` block."""
+    user = "user root;" if os.geteuid() == 0 else ""  # workers must read the tmp files
     return f"""
 {user}
 daemon off;
@@ -94,6 +74,32 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
+"""
+
+
+def _config(tmp: Path, n: Nginx) -> str:
+    c = n.certs
+    www = tmp / "www"
+    www.mkdir(exist_ok=True)
+    (www / "large.bin").write_bytes(b"x" * LARGE_SIZE)
+    new = f"https://new.{DOMAIN}:{n.https}"
+    new_locations = f"""
+        root {www};
+        location = / {{ default_type text/html; return 200 "<h1>{KEYWORD}</h1>\\n"; }}
+        location = /down {{ return 503; }}
+        location = /error {{ return 500; }}
+        location = /elsewhere {{ return 302 https://other.{DOMAIN}:{n.https}/; }}
+        location = /large.bin {{ gzip on; gzip_types application/octet-stream; gzip_min_length 1; }}
+    """
+    servers = [
+        _server("new", c["new"], n.https, new_locations),
+        _server("old", c["old"], n.https, f"return 301 {new}$request_uri;"),
+        _server("soon", c["soon"], n.https, 'return 200 "soon\\n";'),
+        _server("expired", c["expired"], n.https, 'return 200 "expired\\n";'),
+        _server("wrong", c["wrong"], n.https, 'return 200 "wrong\\n";'),
+        _server("selfsigned", c["selfsigned"], n.https, 'return 200 "selfsigned\\n";'),
+    ]
+    return preamble(tmp) + f"""
     types {{ application/octet-stream bin; }}
     ssl_protocols TLSv1.2 TLSv1.3;
     {"".join(servers)}

@@ -12,6 +12,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from monitor.lab.dns import nsd_conf
 from tests.peers.proc import free_port, require, running, wait_tcp
 
 
@@ -51,32 +52,10 @@ def nsd_server(directory: Path, zones: dict[str, str], host: str = "127.0.0.1") 
     binary = require("nsd")
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port(host, socket.SOCK_DGRAM)
-    zone_conf = []
     for name, text in zones.items():
         (directory / f"{name}.zone").write_text(text)
-        zone_conf.append(f"zone:\n    name: {name}\n    zonefile: \"{name}.zone\"\n")
     conf = directory / "nsd.conf"
-    conf.write_text(
-        f"""server:
-    ip-address: {host}@{port}
-    port: {port}
-    username: ""
-    chroot: ""
-    zonesdir: "{directory}"
-    database: ""
-    pidfile: "{directory}/nsd.pid"
-    logfile: "{directory}/nsd.log"
-    xfrdfile: "{directory}/xfrd.state"
-    xfrdir: "{directory}"
-    zonelistfile: "{directory}/zone.list"
-    server-count: 1
-    verbosity: 0
-    do-ip6: no
-remote-control:
-    control-enable: no
-"""
-        + "".join(zone_conf)
-    )
+    conf.write_text(nsd_conf(directory, port, list(zones), host))
     with running([binary, "-d", "-c", str(conf)], directory / "nsd.out") as proc:
         wait_tcp(host, port, proc=proc)
         # Listening is not serving: one real query, answered, says the zones are loaded.
