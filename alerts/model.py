@@ -48,6 +48,9 @@ class Alert:
     children: tuple[str, ...] = ()  # unit_isolated: target keys that are unreachable
     in_maintenance: bool = False
     labels: tuple[tuple[str, str], ...] = field(default=())
+    # cert_expiring/cert_expired: the id of the less urgent tier's alert (of the same certificate)
+    # this one replaces; that one ends without a message of its own. "" = none.
+    supersedes: str = ""
 
 
 @dataclass(frozen=True, slots=True)

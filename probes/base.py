@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import dns.asyncresolver
 import dns.exception
@@ -68,6 +68,21 @@ class Reason(StrEnum):
     CERT_UNREADABLE = "cert_unreadable"
     CERT_BAD_PASSWORD = "cert_bad_password"
     FILE_NOT_FOUND = "file_not_found"
+    SNMP_TIMEOUT = "snmp_timeout"  # also a wrong v2c community: agents drop it silently
+    SNMP_AUTH_ERROR = "snmp_auth_error"  # SNMPv3 USM report: unknown user, wrong digest, decryption
+    SNMP_NO_SUCH_OBJECT = "snmp_no_such_object"  # a configured interface or OID is missing
+    SNMP_INTERFACE_DOWN = "snmp_interface_down"  # ifAdminStatus up, ifOperStatus not up
+    SNMP_CREDENTIALS = "snmp_credentials_unavailable"  # the env var / file holding a secret is missing
+    SNMP_ERROR = "snmp_error"  # any other SNMP error-status or engine error
+    SIP_STATUS = "sip_status"  # a final SIP response with a code not accepted
+    SIP_NO_RESPONSE = "sip_no_response"  # request sent (and retransmitted), no final response
+    SIP_PROTOCOL = "sip_protocol_error"  # the reply is not a SIP response
+    STUN_ERROR = "stun_error"  # a STUN error response (ERROR-CODE)
+    STUN_NO_RESPONSE = "stun_no_response"  # Binding request sent (and retransmitted), no answer
+    STUN_PROTOCOL = "stun_protocol_error"  # the reply is not a valid STUN message
+    SMTP_BANNER = "smtp_banner"  # no 220 greeting
+    SMTP_EHLO = "smtp_ehlo_refused"  # EHLO not answered 250
+    EMAIL_NO_MX = "email_no_mx"  # the mail domain does not exist or has no (usable) MX
     INTERNAL_ERROR = "internal_error"
 
 
@@ -246,6 +261,10 @@ class ProbeContext:
     tls: TLSContexts = field(default_factory=TLSContexts)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("wardwatch.probe"))
     started: float = field(default_factory=time.monotonic)
+    # What a probe keeps from one run to the next of the same target (the engine keeps
+    # one dict per target; one-shot callers pass a fresh one). Only probes that compute
+    # rates use it (snmp: previous counters); it must stay small.
+    memory: dict[str, Any] = field(default_factory=dict)
 
     def remaining(self) -> float:
         """Seconds left before the probe's deadline (never negative)."""

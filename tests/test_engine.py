@@ -264,3 +264,79 @@ def test_shards_partition_the_targets(tmp_path: Path) -> None:
     for bad in ("0/3", "4/3", "x", "1-3"):
         with pytest.raises(ValueError):
             parse_shard(bad)
+
+
+async def test_children_of_a_down_link_are_unreachable_and_down_once_the_link_is_back(tmp_path: Path) -> None:
+    link, child = Peer(), Peer()
+    await link.start()
+    await child.start()
+    inv = write_inventory(tmp_path / "inv.yaml", [tcp_check(link.port, "link"), tcp_check(child.port, "portal")],
+                          rechecks="0")
+    engine, changes = await started(inv)
+    child_key = f"{UNIT}/portal/tcp/127.0.0.1:{child.port}"
+    try:
+        await asyncio.wait_for(engine.ready.wait(), 5)
+        await link.stop()
+        await changes.wait_for(lambda c: c.new is State.DOWN)  # the link
+        await child.stop()
+        unreachable = await changes.wait_for(lambda c: c.new is State.UNREACHABLE)
+        assert engine.entries[child_key].status.state is State.UNREACHABLE
+        await link.start()
+        down = await changes.wait_for(lambda c: c.old is State.UNREACHABLE and c.new is State.DOWN)
+        assert down.at == unreachable.at  # one outage, dated from its first failure
+        await child.start()
+        await changes.wait_for(lambda c: c.old is State.DOWN and c.new is State.UP and c.at > down.at
+                               and engine.entries[child_key].status.state is State.UP)
+    finally:
+        await engine.stop()
+        for p in (link, child):
+            if p.server is not None and p.server.is_serving():
+                await p.stop()
+
+
+async def test_a_failing_child_has_its_link_probed_at_once(tmp_path: Path, peer: Peer) -> None:
+    """Isolation or not must be known within the child's re-checks, not at the link's next slot."""
+    from monitor.targets import Target
+
+    interval = 20.0
+    # A link target whose own first slot is late in the interval, so an early probe of it
+    # can only come from the hurry (deterministic: the phase is a hash of the key).
+    async def late_link_server() -> tuple[asyncio.Server, int]:
+        for _ in range(200):
+            server = await asyncio.start_server(peer._handle, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            link = Target(79, UNIT, "x", "link", "tcp", f"127.0.0.1:{port}", registry.get("tcp").config())
+            if link.stable_hash() / 2**64 > 0.5:
+                return server, port
+            server.close()
+            await server.wait_closed()
+        raise AssertionError("no port with a late phase found")
+
+    link_server, link_port = await late_link_server()
+    closed = await asyncio.start_server(peer._handle, "127.0.0.1", 0)
+    child_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()  # the child's port now refuses
+    inv = write_inventory(
+        tmp_path / "inv.yaml",
+        [
+            f"{{service: link, probe: tcp, target: '127.0.0.1:{link_port}', interval: {interval:g}s}}",
+            f"{{service: portal, probe: tcp, target: '127.0.0.1:{child_port}', interval: 1s}}",
+        ],
+        interval="1s", timeout="500ms", rechecks="2", recheck_spacing="100ms",
+    )
+    link_probed = asyncio.Event()
+    t0 = time.monotonic()
+    engine = Engine(load_inventory(inv))
+    engine.result_listeners.append(
+        lambda e, r, at: link_probed.set() if e.target.service == "link" else None
+    )
+    await engine.start()
+    try:
+        await asyncio.wait_for(link_probed.wait(), 5)
+        assert time.monotonic() - t0 < interval / 2  # long before its own slot
+        assert engine.stats.probes[("tcp", "failure")] >= 1  # the child's failure came first
+    finally:
+        await engine.stop()
+        link_server.close()
+        await link_server.wait_closed()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.state import State, Status, needs_recheck, observe
+from monitor.state import STATE_VALUE, State, Status, needs_recheck, observe
 from probes.base import ProbeResult, Reason
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -67,3 +67,30 @@ def test_needs_recheck_only_while_unconfirmed() -> None:
 def test_confirm_after_one_means_no_rechecks() -> None:
     st, changes = run("d", confirm=1)
     assert st.state is State.DOWN and changes == [(State.UNKNOWN, State.DOWN, T0)]
+
+
+def test_failures_while_the_parent_link_is_down_are_unreachable_not_down() -> None:
+    st = Status()
+    seen = []
+    for i, (c, parent) in enumerate([("u", False), ("d", True), ("d", True), ("d", True), ("d", True),
+                                     ("d", False), ("u", False)]):
+        st, ch = observe(st, OK if c == "u" else FAIL, T0 + timedelta(seconds=i), 3, parent_down=parent)
+        if ch:
+            seen.append((ch.old, ch.new, ch.at))
+    assert seen == [
+        (State.UNKNOWN, State.UP, T0),
+        (State.UP, State.UNREACHABLE, T0 + timedelta(seconds=1)),  # dated from the first failure
+        (State.UNREACHABLE, State.DOWN, T0 + timedelta(seconds=1)),  # link back, still failing: its own outage
+        (State.DOWN, State.UP, T0 + timedelta(seconds=6)),
+    ]
+
+
+def test_unreachable_is_not_rechecked_and_a_target_already_down_stays_down() -> None:
+    st, _ = run("ddd")
+    st, ch = observe(st, FAIL, T0 + timedelta(seconds=9), 3, parent_down=True)
+    assert st.state is State.DOWN and ch is None  # it paged before the link failed: it stays DOWN
+    st = Status()
+    for i in range(3):
+        st, _ = observe(st, FAIL, T0 + timedelta(seconds=i), 3, parent_down=True)
+    assert st.state is State.UNREACHABLE and not needs_recheck(st, 3)
+    assert STATE_VALUE[State.UNREACHABLE] == -2
