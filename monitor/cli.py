@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from monitor import __version__, logs
 
 # Each module exposes register(subparsers); its parsers set ``func(args) -> int``.
-COMMANDS: tuple[str, ...] = ("run", "check", "inventory", "lab", "demo")
+COMMANDS: tuple[str, ...] = (
+    "run", "check", "inventory", "lab", "demo", "alerts", "maintenance", "report", "dashboards",
+)
 
 
 def common_options() -> argparse.ArgumentParser:

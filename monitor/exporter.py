@@ -117,6 +117,76 @@ METRICS: dict[str, tuple[str, str]] = {
     "wardwatch_certfile_read_errors": (GAUGE, "Certificate files that could not be read, by reason"),
     "wardwatch_certfile_files": (GAUGE, "Certificate files read"),
     "wardwatch_certfile_certificates": (GAUGE, "Certificates found in the files read"),
+    "wardwatch_sip_status_code": (GAUGE, "Status code of the final SIP response to OPTIONS"),
+    "wardwatch_sip_response_seconds": (GAUGE, "Seconds from the first OPTIONS sent to the final response"),
+    "wardwatch_sip_retransmissions": (GAUGE, "OPTIONS retransmissions over UDP in the last probe"),
+    "wardwatch_sip_server_info": (GAUGE, "Server and User-Agent headers of the SIP response; the value is 1"),
+    "wardwatch_stun_rtt_seconds": (GAUGE, "Seconds from the last Binding request sent to its response"),
+    "wardwatch_stun_mapped_address_info": (GAUGE, "Mapped address the STUN server reported; the value is 1"),
+    "wardwatch_stun_retransmissions": (GAUGE, "STUN Binding request retransmissions in the last probe"),
+    "wardwatch_stun_error_code": (GAUGE, "ERROR-CODE of a STUN Binding error response"),
+    "wardwatch_email_mx_records": (GAUGE, "MX records of the mail domain"),
+    "wardwatch_email_mx_up": (GAUGE, "Whether each MX accepted SMTP, EHLO and STARTTLS with a valid certificate"),
+    "wardwatch_email_smtp_banner_info": (GAUGE, "SMTP greeting of each MX (truncated); the value is 1"),
+    "wardwatch_email_mx_ssl_earliest_cert_expiry": (
+        GAUGE,
+        "Earliest certificate expiry (unix time) of each MX's STARTTLS chain",
+    ),
+    # snmp probe: snmp_exporter's if_mib names (labels ifIndex, ifName, ifDescr), raw values.
+    "sysUpTime": (
+        GAUGE,
+        "The time (in hundredths of a second) since the network management portion of the system "
+        "was last re-initialized.",
+    ),
+    "ifOperStatus": (
+        GAUGE,
+        "The current operational state of the interface - 1=up, 2=down, 3=testing, 4=unknown, "
+        "5=dormant, 6=notPresent, 7=lowerLayerDown",
+    ),
+    "ifAdminStatus": (GAUGE, "The desired state of the interface - 1=up, 2=down, 3=testing"),
+    "ifHCInOctets": (
+        COUNTER,
+        "The total number of octets received on the interface, including framing characters (64-bit)",
+    ),
+    "ifHCOutOctets": (
+        COUNTER,
+        "The total number of octets transmitted out of the interface, including framing characters (64-bit)",
+    ),
+    "ifHighSpeed": (GAUGE, "An estimate of the interface's current bandwidth in units of 1,000,000 bits per second"),
+    "ifInErrors": (
+        COUNTER,
+        "The number of inbound packets that contained errors preventing them from being deliverable",
+    ),
+    "ifOutErrors": (COUNTER, "The number of outbound packets that could not be transmitted because of errors"),
+    "ifInDiscards": (COUNTER, "The number of inbound packets discarded even though no errors had been detected"),
+    "ifOutDiscards": (COUNTER, "The number of outbound packets discarded even though no errors had been detected"),
+    "wardwatch_snmp_if_in_bits_per_second": (
+        GAUGE,
+        "Bits per second received on the interface between the last two polls",
+    ),
+    "wardwatch_snmp_if_out_bits_per_second": (
+        GAUGE,
+        "Bits per second sent on the interface between the last two polls",
+    ),
+    "wardwatch_snmp_if_utilisation_ratio": (
+        GAUGE,
+        "Share of ifHighSpeed used between the last two polls, by direction",
+    ),
+    "wardwatch_snmp_if_errors_per_second": (
+        GAUGE,
+        "Interface errors and discards per second between the last two polls, by direction and kind",
+    ),
+    "wardwatch_snmp_reboot_detected": (
+        GAUGE,
+        "1 when sysUpTime went backwards since the previous poll (rates skipped), else 0",
+    ),
+    # link quality (SmokePing-style rounds)
+    "wardwatch_link_packets_sent": (GAUGE, "Echo requests sent in the last link-quality round"),
+    "wardwatch_link_packets_received": (GAUGE, "Echo replies received in the last link-quality round"),
+    "wardwatch_link_loss_ratio": (GAUGE, "Share of echo requests without a reply in the last round (0-1)"),
+    "wardwatch_link_rtt_seconds": (GAUGE, "RTT of the last round by stat (min, median, p90, p95, max, mean)"),
+    "wardwatch_link_jitter_seconds": (GAUGE, "Mean absolute difference of consecutive RTTs in the last round"),
+    "wardwatch_link_quality": (GAUGE, "Link quality of the last round: 2 good, 1 degraded, 0 down"),
 }
 
 FALLBACK_WARDWATCH = (GAUGE, "wardwatch probe observation")

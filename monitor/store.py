@@ -53,6 +53,64 @@ def _v2_target_ids(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX changes_at ON changes (at_ms)")
 
 
+# v3: the alerting tables (alerts/outbox.py owns them). ``outbox`` is the durable queue of
+# notifications, one row per (dedup key, receiver); ``alert_state`` holds the alert engine's
+# dump (one JSON document, written in the same transaction as the outbox rows it decided);
+# ``maintenance`` the windows declared at run time.
+_V3_ALERTING = """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        dedup_key TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at_ms INTEGER NOT NULL DEFAULT 0,
+        delivered_at_ms INTEGER,
+        gave_up_at_ms INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (dedup_key, receiver)
+    );
+    CREATE INDEX outbox_pending ON outbox (receiver, id) WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+    CREATE TABLE alert_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        saved_at_ms INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE TABLE maintenance (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL
+    )
+"""
+
+# v4: what the SLA reports need besides the state changes (monitor/reports/, monitor/coverage.py).
+# ``coverage``: one row per start of wardwatch, its heartbeat moved forward every few seconds
+# (stopped_ms on a clean stop), so time it was not running reads UNKNOWN, never UP.
+# ``rollups``: per target probe counts ok/failed and latency min/sum/max, in minute buckets
+# (res_s 60, short retention) and hour buckets (res_s 3600, long retention); both are written
+# as results arrive, so downsampling is pruning the minute rows.
+_V4_REPORTS = """
+    CREATE TABLE coverage (
+        id INTEGER PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        stopped_ms INTEGER,
+        shard TEXT NOT NULL DEFAULT '1/1'
+    );
+    CREATE INDEX coverage_heartbeat ON coverage (heartbeat_ms);
+    CREATE TABLE rollups (
+        res_s INTEGER NOT NULL,
+        bucket_ms INTEGER NOT NULL,
+        target_id INTEGER NOT NULL REFERENCES targets (id),
+        ok INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        lat_min REAL,
+        lat_max REAL,
+        lat_sum REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (res_s, bucket_ms, target_id)
+    ) WITHOUT ROWID
+"""
+
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE target_status (
@@ -77,6 +135,8 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     CREATE INDEX state_changes_at ON state_changes (at);
     """,
     _v2_target_ids,
+    _V3_ALERTING,
+    _V4_REPORTS,
 )
 
 ErrorCallback = Callable[[BaseException], None]
@@ -151,10 +211,29 @@ def migrate(conn: sqlite3.Connection) -> int:
 _STOP = object()
 
 
+@dataclass(slots=True, frozen=True)
+class Job:
+    """Work for the writer thread in a transaction of its own: ``fn(conn, target_ids)`` where
+    ``target_ids(keys)`` maps target keys to their ids (creating missing ones)."""
+
+    fn: Callable[[sqlite3.Connection, Callable[[set[str]], dict[str, int]]], None]
+    name: str = "job"
+
+
 class Store:
-    def __init__(self, path: str | Path, retention_days: float = 400.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        retention_days: float = 400.0,
+        *,
+        rollup_minute_days: float = 1.0,
+        rollup_hour_days: float = 90.0,
+    ) -> None:
         self.path = Path(path)
         self.retention = timedelta(days=retention_days)
+        # Rollups (schema v4): minute buckets for a short window, hour buckets for longer.
+        self.rollup_minute_retention = timedelta(days=rollup_minute_days)
+        self.rollup_hour_retention = timedelta(days=rollup_hour_days)
         self._q: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,6 +270,10 @@ class Store:
         """Queue a state change; it is committed durably by the writer thread."""
         self._q.put((key, change, status, on_error))
 
+    def submit_job(self, job: Job) -> None:
+        """Queue other writes (coverage heartbeats, rollups) behind the state changes."""
+        self._q.put(job)
+
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed."""
         done = threading.Event()
@@ -217,6 +300,9 @@ class Store:
                     for *_, cb in changes:
                         if cb is not None and self._loop is not None:
                             self._loop.call_soon_threadsafe(cb, exc)
+            for b in batch:
+                if isinstance(b, Job):
+                    self._run_job(conn, b)
             for b in batch:
                 if isinstance(b, threading.Event):
                     b.set()
@@ -258,6 +344,20 @@ class Store:
                 conn.execute("ROLLBACK")
             self._ids.clear()  # ids handed out inside the rolled-back transaction are gone
             raise
+
+    def _run_job(self, conn: sqlite3.Connection, job: Job) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                job.fn(conn, lambda keys: self._target_ids(conn, keys))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self._ids.clear()
+                raise
+        except Exception as exc:  # like a failed change write: report, keep going
+            log.error("store %s failed: %s", job.name, exc)
 
     def _target_ids(self, conn: sqlite3.Connection, keys: set[str]) -> dict[str, int]:
         missing = [k for k in keys if k not in self._ids]
@@ -319,11 +419,20 @@ class Store:
             ]
 
     def prune_sync(self, now: datetime | None = None) -> int:
-        """Drop state changes older than the retention; returns how many."""
-        cutoff = (now or datetime.now(UTC)) - self.retention
+        """Drop state changes and coverage older than the retention, and rollups older than
+        theirs (minute buckets go first: the hour buckets hold the same counts); returns how
+        many state changes were dropped."""
+        now = now or datetime.now(UTC)
+        cutoff = now - self.retention
         with contextlib.closing(connect(self.path)) as conn:
             cur = conn.execute("DELETE FROM changes WHERE at_ms < ?", (_ms(cutoff),))
-            return cur.rowcount
+            removed = cur.rowcount
+            conn.execute("DELETE FROM coverage WHERE heartbeat_ms < ?", (_ms(cutoff),))
+            conn.execute("DELETE FROM rollups WHERE res_s = 60 AND bucket_ms < ?",
+                         (_ms(now - self.rollup_minute_retention),))
+            conn.execute("DELETE FROM rollups WHERE res_s = 3600 AND bucket_ms < ?",
+                         (_ms(now - self.rollup_hour_retention),))
+            return removed
 
 
 def _reason(value: str | None) -> Reason | None:

@@ -9,6 +9,8 @@ Endpoints
   GET  /readyz            200 once the first round of probes is done, else 503.
   GET  /api/v1/targets    JSON list of targets and their state; filters unit_code, service, state.
   POST /-/reload          re-read the inventory (PUT too, like Prometheus); 400 lists the problems.
+  /api/v1/alerts, /api/v1/maintenance: see monitor/web_alerts.py (when alerting runs).
+  /, /api/v1/wallboard, /api/v1/units/{code}, /api/v1/events, /public: see monitor/wallboard.py.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from monitor import wallboard, web_alerts
 from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
 from monitor.state import State
 from monitor.targets import Target
+from monitor.web_alerts import AlertsView
 from probes import registry
 from probes.base import ProbeConfig, ProbeContext
 from probes.runner import common_samples, run_probe
@@ -330,7 +334,7 @@ METRICS = web.AppKey("metrics", MetricsCache)
 ALLOWED = web.AppKey("allowed", AllowedTargets)
 
 
-def create_app(engine: WebEngine, *, process_metrics: bool = True) -> web.Application:
+def create_app(engine: WebEngine, *, process_metrics: bool = True, alerts: AlertsView | None = None) -> web.Application:
     app = web.Application()
     app[ENGINE] = engine
     app[METRICS] = MetricsCache(MetricsRenderer(process_metrics=process_metrics))
@@ -342,12 +346,15 @@ def create_app(engine: WebEngine, *, process_metrics: bool = True) -> web.Applic
     app.router.add_get("/api/v1/targets", targets)
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
+    if alerts is not None:  # /api/v1/alerts, /api/v1/maintenance (monitor/web_alerts.py)
+        web_alerts.register(app, alerts)
+    wallboard.register(app, engine)  # /, /static, /api/v1/wallboard|units|events, /public (monitor/wallboard.py)
     return app
 
 
-async def serve(engine: WebEngine, host: str, port: int) -> web.AppRunner:
+async def serve(engine: WebEngine, host: str, port: int, alerts: AlertsView | None = None) -> web.AppRunner:
     """Start serving; the caller stops with ``await runner.cleanup()``."""
-    runner = web.AppRunner(create_app(engine), access_log=None)
+    runner = web.AppRunner(create_app(engine, alerts=alerts), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

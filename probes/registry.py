@@ -14,7 +14,9 @@ from typing import Any
 
 from probes.base import ProbeConfig, ProbeContext, ProbeResult
 
-KINDS: tuple[str, ...] = ("icmp", "tcp", "http", "tls", "dns", "certfile")
+KINDS: tuple[str, ...] = (
+    "icmp", "tcp", "http", "tls", "dns", "certfile", "snmp", "link", "sip", "stun", "h323", "email",
+)
 
 
 @dataclass(frozen=True, slots=True)

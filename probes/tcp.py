@@ -68,20 +68,37 @@ async def _smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
 
 
 async def _smtp_starttls(streams: tlsprobe.Streams, ehlo: str) -> None:
+    await smtp_starttls(streams, ehlo)
+
+
+SmtpFailure = _Fail  # what smtp_starttls raises: ``.reason`` and the message
+
+
+async def smtp_starttls(streams: tlsprobe.Streams, ehlo: str, *, detailed: bool = False) -> str:
+    """Banner, EHLO, STARTTLS; returns the banner text. Raises ``SmtpFailure``: with
+    ``detailed`` (the email probe) a bad banner is ``smtp_banner`` and a refused EHLO
+    ``smtp_ehlo_refused``; otherwise all three are ``starttls_unsupported`` (the tcp probe)."""
     reader, writer = streams
-    code, text = await _smtp_reply(reader)
+    try:
+        code, text = await _smtp_reply(reader)
+    except _Fail as f:
+        raise _Fail(Reason.SMTP_BANNER if detailed else f.reason, f"SMTP banner: {f}") from None
+    banner = " ".join(text)
     if code != 220:
-        raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP banner {code} {' '.join(text)[:120]}")
+        why = Reason.SMTP_BANNER if detailed else Reason.STARTTLS_UNSUPPORTED
+        raise _Fail(why, f"SMTP banner {code} {banner[:120]}")
     writer.write(f"EHLO {ehlo}\r\n".encode())
     code, text = await _smtp_reply(reader)
     if code != 250:
-        raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"EHLO refused: {code} {' '.join(text)[:120]}")
+        why = Reason.SMTP_EHLO if detailed else Reason.STARTTLS_UNSUPPORTED
+        raise _Fail(why, f"EHLO refused: {code} {' '.join(text)[:120]}")
     if not any(t.split(" ", 1)[0].upper() == "STARTTLS" for t in text[1:]):
         raise _Fail(Reason.STARTTLS_UNSUPPORTED, "server does not offer STARTTLS in its EHLO reply")
     writer.write(b"STARTTLS\r\n")
     code, text = await _smtp_reply(reader)
     if code != 220:
         raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"STARTTLS refused: {code} {' '.join(text)[:120]}")
+    return banner
 
 
 async def _expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], seen: list[str]) -> None:

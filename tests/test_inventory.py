@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import pytest
 import yaml
 
 from monitor.commands import inventory as inventory_cmd
 from monitor.inventory import (
+    Check,
     Inventory,
     InventoryError,
     Problem,
@@ -24,7 +25,17 @@ from monitor.inventory import (
     system_nameserver,
 )
 from monitor.units import official_units, skeleton
+from probes import link, snmp
 from probes.base import ProbeConfig
+from probes.registry import KINDS
+
+# The probe kinds a check may name, as the model declares them (the list grows with the probes).
+CHECK_PROBES: tuple[str, ...] = get_args(Check.model_fields["probe"].annotation)
+
+
+def _one_of_quoted(names: tuple[str, ...]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
 
 DATA = Path(__file__).parent / "data" / "inventory"
 ROOT = Path(__file__).parent.parent
@@ -60,6 +71,24 @@ class Certfile(ProbeConfig):
     pass
 
 
+class Sip(ProbeConfig):
+    valid_status_codes: tuple[int, ...] = (200,)
+
+
+class Stun(ProbeConfig):
+    rto_seconds: float = 0.5
+
+
+class H323(ProbeConfig):
+    pass
+
+
+class Email(ProbeConfig):
+    dns_server: str | None = None
+    smtp_port: int = 25
+    ca_file: str | None = None
+
+
 FAKE: dict[str, type[ProbeConfig]] = {
     "icmp": Icmp,
     "tcp": Tcp,
@@ -67,6 +96,12 @@ FAKE: dict[str, type[ProbeConfig]] = {
     "tls": Tls,
     "dns": Dns,
     "certfile": Certfile,
+    "sip": Sip,
+    "stun": Stun,
+    "h323": H323,
+    "email": Email,
+    "snmp": snmp.Config,  # the real ones: link.snmp/link.quality map onto their fields and checks
+    "link": link.Config,
 }
 RESOLVER = "127.0.0.53:53"
 
@@ -124,17 +159,17 @@ def test_full_counts(full: Inventory) -> None:
     assert [u.code for u in full.units] == [26506, 26536, 25807, 27676]
     assert full.targets_by_service() == {
         "link": 3,
-        "vc_gov": 3,
+        "vc_gov": 8,
         "vc_party": 2,
         "portal": 7,
-        "email": 5,
+        "email": 8,
         "certs": 3,
         "procedures": 1,
     }
-    assert len(full.targets) == 24
+    assert len(full.targets) == 32
     assert full.summary().endswith(
-        "OK: province 79 (Thành phố Hồ Chí Minh), 4 units, 24 targets "
-        "(link 3, vc_gov 3, vc_party 2, portal 7, email 5, certs 3, procedures 1)"
+        "OK: province 79 (Thành phố Hồ Chí Minh), 4 units, 32 targets "
+        "(link 3, vc_gov 8, vc_party 2, portal 7, email 8, certs 3, procedures 1)"
     )
 
 
@@ -145,6 +180,11 @@ def test_full_keys(full: Inventory) -> None:
         "26506/vc_gov/icmp/127.0.1.1",
         "26506/vc_gov/tcp/127.0.1.1:443",
         "26506/vc_gov/tcp/127.0.1.1:5060",
+        "26506/vc_gov/sip/sip:127.0.1.1;transport=udp",
+        "26506/vc_gov/sip/sips:vc.hochiminhcity.gov.vn",
+        "26506/vc_gov/stun/127.0.1.1:3478",
+        "26506/vc_gov/h323/127.0.1.1:1720",
+        "26506/vc_gov/h323/vc-gw.hochiminhcity.gov.vn:1720",
         "26506/vc_party/icmp/fd00::1",
         "26506/vc_party/tcp/[fd00::1]:443",
         "26506/portal/http/https://vungtau.hochiminhcity.gov.vn/",
@@ -152,6 +192,7 @@ def test_full_keys(full: Inventory) -> None:
         "26506/portal/http/https://phuong2.vungtau.gov.vn/",
         "26506/portal/http/https://p2.vungtau.gov.vn/",
         "26506/email/dns/127.10.0.53:53",
+        "26506/email/email/vungtau.hochiminhcity.gov.vn",
         "26506/email/tcp/mx1.hochiminhcity.gov.vn:25",
         "26506/email/tcp/mx2.hochiminhcity.gov.vn:25",
         "26506/certs/tls/vungtau.hochiminhcity.gov.vn:443",
@@ -165,7 +206,9 @@ def test_full_keys(full: Inventory) -> None:
         # Xã Thanh An and Xã Thạnh An share the official codename 'xa_thanh_an'
         "25807/portal/http/https://xa-thanh-an-25807.hochiminhcity.gov.vn/",
         "25807/email/dns/127.10.0.53:53",
+        "25807/email/email/xa-thanh-an-25807.hochiminhcity.gov.vn",
         "27676/email/dns/127.10.0.53:53",
+        "27676/email/email/xa-thanh-an-27676.hochiminhcity.gov.vn",
     } == keys
 
 
@@ -266,7 +309,7 @@ def test_full_with_real_probe_configs() -> None:
     except ImportError as e:
         pytest.skip(f"probe modules not all written yet: {e}")
     inv = load_inventory(DATA / "good" / "full.yaml", system_resolver=RESOLVER)
-    assert len(inv.targets) == 24
+    assert len(inv.targets) == 32
     old = [t for t in inv.targets if t.target == "https://phuong1.vungtau.gov.vn/"]
     assert old[0].config.expect_redirect_to == "https://vungtau.hochiminhcity.gov.vn/"
 
@@ -309,6 +352,7 @@ def test_templates_and_system_resolver() -> None:
     assert [t.key for t in inv.targets] == [
         "26536/portal/http/https://rach-dua.example.vn/26536/79",
         f"26536/email/dns/{RESOLVER}",
+        "26536/email/email/phuong-rach-dua.hochiminhcity.gov.vn",
     ]
     assert inv.dns_server == RESOLVER
 
@@ -330,6 +374,7 @@ def test_enabled_false_at_defaults_and_unit() -> None:
     assert [t.key for t in inv.targets] == [
         "26536/portal/http/https://rach-dua.example.vn/26536/79",
         f"26506/email/dns/{RESOLVER}",
+        "26506/email/email/phuong-vung-tau.hochiminhcity.gov.vn",
     ]
 
 
@@ -385,8 +430,7 @@ units:
     assert problems_of(text) == [
         "inv.yaml:7: unit 26506: checks[0].service: must be 'link', 'vc_gov', 'vc_party', 'portal', "
         "'email', 'certs' or 'procedures', got 'wifi'",
-        "inv.yaml:7: unit 26506: checks[0].probe: must be 'icmp', 'tcp', 'http', 'tls', 'dns' or "
-        "'certfile', got 'ping'",
+        f"inv.yaml:7: unit 26506: checks[0].probe: must be {_one_of_quoted(CHECK_PROBES)}, got 'ping'",
     ]
 
 
@@ -416,7 +460,7 @@ def test_unknown_module_probe() -> None:
         "defaults:", "monitor:\n  modules:\n    m1: {probe: ping}\n    m2: {probe: http, bogus: 1}\ndefaults:"
     )
     assert problems_of(text) == [
-        "inv.yaml:4: monitor.modules.m1.probe: must be one of icmp, tcp, http, tls, dns, certfile, got 'ping'",
+        f"inv.yaml:4: monitor.modules.m1.probe: must be one of {', '.join(KINDS)}, got 'ping'",
         "inv.yaml:5: monitor.modules.m2.bogus: unknown http probe option "
         "(known: ip_protocol, ip_protocol_fallback, expect_redirect_to, valid_status_codes, ca_file)",
     ]
@@ -449,10 +493,10 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_yaml_specials_do_not_crash() -> None:
     text = "province: 79\nunits: []\non: 1\n? [a, b]\n: 2\nx: &a {y: 1}\nz: *a\n"
     assert problems_of(text) == [
-        "inv.yaml:3: True: unknown key (allowed: province, monitor, defaults, units)",
+        "inv.yaml:3: True: unknown key (allowed: province, monitor, defaults, units, alerting, maintenance)",
         "inv.yaml:4: keys must be scalars",
-        "inv.yaml:6: x: unknown key (allowed: province, monitor, defaults, units)",
-        "inv.yaml:7: z: unknown key (allowed: province, monitor, defaults, units)",
+        "inv.yaml:6: x: unknown key (allowed: province, monitor, defaults, units, alerting, maintenance)",
+        "inv.yaml:7: z: unknown key (allowed: province, monitor, defaults, units, alerting, maintenance)",
     ]
 
 
@@ -523,7 +567,7 @@ def test_validate_command_ok_and_bad() -> None:
     assert rc == 0
     assert err.getvalue() == ""
     assert out.getvalue().count("\n") == 1
-    assert "4 units, 24 targets (link 3," in out.getvalue()
+    assert "4 units, 32 targets (link 3," in out.getvalue()
 
     out, err = io.StringIO(), io.StringIO()
     bad = DATA / "bad" / "duplicate_units.yaml"

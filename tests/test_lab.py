@@ -23,6 +23,7 @@ from monitor.lab.config import LabConfig, Ports, Timing
 from monitor.lab.faults import FaultTable, Health
 from monitor.lab.runner import Lab
 from monitor.state import Change, State
+from monitor.targets import Target
 from probes import registry
 from probes.runner import run_probe
 
@@ -68,7 +69,7 @@ def _cfg(tmp: Path, timing: Timing | None = None) -> LabConfig:
     return LabConfig(
         directory=tmp / "lab",
         units=UNITS,
-        ports=Ports(https=0, http=0, smtp=0, vc=0, dns=0, control=0),
+        ports=Ports(https=0, http=0, smtp=0, vc=0, dns=0, control=0, sip=0, stun=0, snmp=0),
         timing=timing or Timing(interval=10, timeout=1, rechecks=1, recheck_spacing=0.5),
         nft_table=f"wardwatch_lab_test_{os.getpid()}",
         flap_period=1.0,
@@ -86,8 +87,9 @@ def test_inventory_validates_with_every_target(tmp_path: Path) -> None:
         kinds = sorted((t.service, t.probe) for t in inv.targets if t.unit_code == u.code)
         olds = len(u.old_domains)
         assert kinds == sorted(
-            [("link", "icmp"), ("vc_gov", "icmp"), ("vc_gov", "tcp"), ("vc_party", "icmp"), ("vc_party", "tcp"),
-             ("portal", "http"), *[("portal", "http")] * olds, ("email", "dns"), ("email", "tcp"),
+            [("link", "icmp"), ("link", "snmp"), ("portal", "http"), *[("portal", "http")] * olds, ("email", "dns"),
+             ("email", "email"),
+             *[(room, kind) for room in ("vc_gov", "vc_party") for kind in ("icmp", "h323", "sip", "stun")],
              ("certs", "tls"), ("certs", "certfile"), ("procedures", "http")]
         )
     keys = {t.key for t in inv.targets}
@@ -145,6 +147,43 @@ async def test_real_probes_see_exactly_the_built_in_imperfections(lab: Lab) -> N
     # and every old domain redirected (else redirect_missing): the http probe checked both.
     portals = [k for k in seen if "/portal/http/https://" in k]
     assert len(portals) == UNITS and sum(seen[k][0] for k in portals) == UNITS - 4
+
+
+async def test_vc_rooms_answer_sip_and_stun_and_honour_faults(lab: Lab) -> None:
+    """Both rooms of a unit answer SIP (UDP and TCP) and STUN from their own address; a room
+    fault silences them (UDP) or refuses them (TCP), a slow one answers late; restore heals."""
+    inv = load_inventory(lab.inventory_path)
+    engine = Engine(inv)
+    unit, other = lab.units[0], lab.units[1]
+    targets = [t for t in inv.targets if t.unit_code in (unit.code, other.code) and t.probe in ("sip", "stun", "h323")]
+    assert len(targets) == 12
+
+    async def states(budget: float = 0.6) -> dict[str, tuple[bool, str | None]]:
+        async def one(t: Target) -> tuple[str, tuple[bool, str | None]]:
+            r = await run_probe(registry.get(t.probe), t.target, t.config, engine.context(budget))
+            if r.success and t.probe == "stun":  # the mapped address is the probe's own: loopback
+                assert r.value("wardwatch_stun_mapped_address_info", address="127.0.0.1") == 1
+            if r.success and t.probe == "sip":
+                assert r.value("wardwatch_sip_server_info", server="wardwatch-lab") == 1
+            return t.key, (r.success, r.reason.value if r.reason else None)
+
+        return dict(await asyncio.gather(*(one(t) for t in targets)))
+
+    before = await states()
+    assert all(ok for ok, _ in before.values()), before
+    await asyncio.to_thread(control.set_fault, lab.dir, unit.code, "vc_gov", "down")
+    after = await states()
+    for key, (ok, why) in after.items():
+        if key.startswith(f"{unit.code}/vc_gov/"):
+            assert not ok and why in ("sip_no_response", "stun_no_response", "refused", "timeout"), (key, why)
+        else:
+            assert ok, key  # the Party room and the other unit are untouched
+    await asyncio.to_thread(control.set_fault, lab.dir, unit.code, "vc_gov", "slow")
+    slow = await states(budget=0.3)  # answers come after the lab's slow delay (> the timeout)
+    assert not any(ok for key, (ok, _) in slow.items()
+                   if key.startswith(f"{unit.code}/vc_gov/") and "/h323/" not in key), slow
+    await asyncio.to_thread(control.set_fault, lab.dir, unit.code, "vc_gov", "restore")
+    assert all(ok for ok, _ in (await states()).values())
 
 
 async def test_dns_answers_a_and_mx(lab: Lab) -> None:
@@ -242,11 +281,24 @@ async def test_link_fault_cuts_the_unit_off_and_restore_brings_it_back(lab: Lab)
     if result["netfilter"]:
         assert not any(cut.values()), cut  # pings included
     else:
-        assert not any(ok for k, ok in cut.items() if "/icmp/" not in k), cut
+        assert not any(ok for k, ok in cut.items() if "/icmp/" not in k and "/snmp/" not in k), cut
     assert not lab_inventory.signing_file(lab.cfg, unit).exists()  # certs are behind the link too
     await asyncio.to_thread(control.set_fault, lab.dir, unit.code, "link", "restore")
     assert all((await states()).values())
     assert lab_inventory.signing_file(lab.cfg, unit).exists()
+
+
+async def test_routers_answer_snmp_with_moving_counters(lab: Lab) -> None:
+    inv = load_inventory(lab.inventory_path)
+    [t] = [t for t in inv.targets if t.unit_code == lab.units[-1].code and t.probe == "snmp"]
+    ctx = Engine(inv).context(t.timeout)
+    first = await run_probe(registry.get("snmp"), t.target, t.config, ctx)
+    assert first.success, first.message
+    second = await run_probe(registry.get("snmp"), t.target, t.config, ctx)  # same memory: rates
+    assert second.success, second.message
+    assert (second.value("wardwatch_snmp_if_in_bits_per_second", ifName="Gi0/0") or 0) > 0
+    assert second.value("ifHighSpeed", ifName="Gi0/0") == 100
+    assert str(lab.dir) not in t.target and "wardwatch-lab" not in repr(t.config)  # the community stays in its file
 
 
 async def test_fault_cli_without_a_running_lab_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,7 +103,7 @@ def test_skeleton_79() -> None:
     assert "name: Phường Rạch Dừa\n" in text  # readable, not \u escapes
     inv = parse_inventory(text, "s.yaml", config_for=FAKE.__getitem__, system_resolver=RESOLVER)
     assert len(inv.units) == 168
-    assert inv.targets_by_service() == {"portal": 168, "email": 168}
+    assert inv.targets_by_service() == {"portal": 168, "email": 336}  # email: dns MX + email probe
 
 
 def test_skeleton_is_stable_and_takes_domain_suffix() -> None:
@@ -140,7 +140,7 @@ def test_init_command(tmp_path: Path) -> None:
     assert inventory_cmd.validate_inventory(
         dest, config_for=FAKE.__getitem__, system_resolver=RESOLVER, out=out, err=err
     ) == 0, err.getvalue()
-    assert "168 units, 336 targets (portal 168, email 168)" in out.getvalue()
+    assert "168 units, 504 targets (portal 168, email 336)" in out.getvalue()
 
 
 def test_init_unknown_province_and_stdout(tmp_path: Path) -> None:

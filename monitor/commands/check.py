@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from probes import registry
@@ -60,31 +60,34 @@ def add_config_options(parser: argparse.ArgumentParser, fields: dict[str, FieldI
         origin = get_origin(tp)
         help_text = info.description or ""
         dest = f"cfg_{name}"
+        # A field may name its own flag (e.g. snmp's `interfaces` is given as --interface, repeatable).
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        flag = _flag(str(extra.get("cli_flag", name)))
         if tp is bool:
-            parser.add_argument(_flag(name), dest=dest, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, help=help_text)
         elif origin is Literal:
-            parser.add_argument(_flag(name), dest=dest, choices=[str(a) for a in get_args(tp)], help=help_text)
+            parser.add_argument(flag, dest=dest, choices=[str(a) for a in get_args(tp)], help=help_text)
         elif origin in (list, tuple, set, frozenset):
             (item,) = get_args(tp)[:1] or (str,)
             if get_origin(item) is tuple:  # pairs, e.g. headers
                 parser.add_argument(
-                    _flag(name), dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE",
+                    flag, dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE",
                     help=f"{help_text} (repeatable)".strip(),
                 )
                 continue
             conv = str if _unwrap(item) in (str, int, float) else _json_value
             parser.add_argument(
-                _flag(name), dest=dest, action="append", type=conv, metavar=name.upper(),
+                flag, dest=dest, action="append", type=conv, metavar=name.upper(),
                 help=f"{help_text} (repeatable)".strip(),
             )
         elif origin is dict:
             parser.add_argument(
-                _flag(name), dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE", help=help_text
+                flag, dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE", help=help_text
             )
-        elif tp in (str, int, float):
-            parser.add_argument(_flag(name), dest=dest, metavar=name.upper(), help=help_text)
+        elif tp in (str, int, float, SecretStr):
+            parser.add_argument(flag, dest=dest, metavar=name.upper(), help=help_text)
         else:  # nested models and other structures: JSON on the command line
-            parser.add_argument(_flag(name), dest=dest, type=_json_value, metavar="JSON", help=help_text)
+            parser.add_argument(flag, dest=dest, type=_json_value, metavar="JSON", help=help_text)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

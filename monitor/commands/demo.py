@@ -95,8 +95,7 @@ async def _watch(args: argparse.Namespace, lab: Lab, stop: asyncio.Event) -> int
         return 0
     host, port = args.listen
     base = f"http://{host}:{port}"
-    print(f"demo: monitor on {base}: {base}/metrics  {base}/api/v1/targets  (status page: {base}/ later)",
-          flush=True)
+    print(f"demo: monitor on {base}: wallboard {base}/  {base}/metrics  {base}/api/v1/targets", flush=True)
     progress = asyncio.create_task(_first_round(base, lab, len(inventory.targets), inventory))
     try:
         return await serving

@@ -62,12 +62,19 @@ def add_lab_options(p: argparse.ArgumentParser, *, free_ports: bool, interval: f
     for name, default in (("https", d.https), ("http", d.http), ("smtp", d.smtp), ("vc", d.vc), ("dns", d.dns)):
         g.add_argument(f"--{name}-port", type=_port, default=0 if free_ports else default, metavar="PORT",
                        help=f"port of the {name} listener (default {'any free' if free_ports else default}; 0: any)")
+    for name, default in (("sip", d.sip), ("stun", d.stun)):
+        shown = "any free" if free_ports else f"{default}, or any free with --vc-port 0"
+        g.add_argument(f"--{name}-port", type=_port, default=0 if free_ports else -1, metavar="PORT",
+                       help=f"port of the rooms' {name.upper()} listener (default {shown}; 0: any)")
     g.add_argument("--control-port", type=_port, default=0, metavar="PORT",
                    help="fault-control port on 127.0.0.1 (default any free; recorded in lab-state.json)")
     g.add_argument("--bind", default="0.0.0.0", help="listen address of the shared listeners (default 0.0.0.0)")
     g.add_argument("--nft-table", default="wardwatch_lab",
                    help="nftables table for link faults (default wardwatch_lab)")
     g.add_argument("--no-nft", action="store_true", help="do not use nftables")
+    g.add_argument("--snmp-port", type=_port, default=0 if free_ports else d.snmp, metavar="PORT",
+                   help=f"UDP port the routers answer SNMP on (default {'any free' if free_ports else d.snmp})")
+    g.add_argument("--no-snmp", action="store_true", help="routers do not answer SNMP (no snmpsim)")
     g.add_argument("--flap-period", type=_duration, default=10.0, metavar="DURATION",
                    help="default flap period (default 10s)")
     t = p.add_argument_group("timing written into lab-inventory.yaml")
@@ -88,11 +95,13 @@ def lab_config(args: argparse.Namespace) -> LabConfig:
         directory=args.dir,
         province=args.province,
         units=args.units,
-        ports=Ports(args.https_port, args.http_port, args.smtp_port, args.vc_port, args.dns_port, args.control_port),
+        ports=Ports(args.https_port, args.http_port, args.smtp_port, args.vc_port, args.dns_port, args.control_port,
+                    sip=args.sip_port, stun=args.stun_port, snmp=args.snmp_port),
         timing=Timing(args.interval, args.timeout, args.rechecks, args.recheck_spacing),
         bind=args.bind,
         nft_table="" if args.no_nft else args.nft_table,
         flap_period=args.flap_period,
+        snmp=not args.no_snmp,
     )
 
 

@@ -8,12 +8,18 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from monitor.engine import Engine, parse_shard
 from monitor.inventory import Inventory, InventoryError, load_inventory
 from monitor.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from alerts.service import AlertService
+    from monitor.coverage import Recorder
 
 log = logging.getLogger("wardwatch")
 
@@ -43,7 +49,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                    help="probe only the targets whose stable hash falls in shard I of N")
     p.add_argument("--retention-days", type=float, default=400.0, help="keep state changes this long")
+    p.add_argument("--public-status", action="store_true",
+                   help="serve the read-only public status page at /public (unit and service states only; "
+                   "also: monitor.public_status in the inventory)")
+    p.add_argument("--rollup-minute-days", type=float, default=1.0,
+                   help="keep per-minute probe rollups this long (default 1; reports: see BENCHMARKS.md)")
+    p.add_argument("--rollup-hour-days", type=float, default=90.0, help="keep per-hour probe rollups this long")
+    p.add_argument("--heartbeat", type=float, default=15.0, metavar="SECONDS",
+                   help="coverage heartbeat and rollup flush period (default 15)")
+    p.add_argument("--loop", choices=("uvloop", "asyncio"), default=default_loop(),
+                   help=f"event loop (default {default_loop()}: uvloop when installed; it cut probe CPU "
+                   "in bench/national.py)")
     p.set_defaults(func=cmd_run)
+
+
+def default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run_loop(main: Coroutine[Any, Any, int], loop: str = "asyncio") -> int:
+    """asyncio.run, on uvloop when asked (and installed)."""
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: using asyncio's own event loop")
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -56,15 +94,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.config}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(inventory, args))
+    return run_loop(serve(inventory, args), getattr(args, "loop", "asyncio"))
 
 
 async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio.Event | None = None) -> int:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from monitor import web
+    from monitor import wallboard, web
 
-    store = Store(args.store, retention_days=args.retention_days)
+    store = Store(args.store, retention_days=args.retention_days,
+                  rollup_minute_days=getattr(args, "rollup_minute_days", 1.0),
+                  rollup_hour_days=getattr(args, "rollup_hour_days", 90.0))
     try:
         store.open()
     except StoreError as exc:
@@ -72,17 +112,28 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
         return 2
     engine = Engine(inventory, store, shard=args.shard)
     host, port = args.listen
+    # Alerting starts only now, with the whole inventory loaded and validated.
+    ok, alerting = _alerting(inventory, args, engine)
+    if not ok:
+        store.close()
+        return 2
     try:
-        runner = await web.serve(engine, host, port)
+        runner = await web.serve(engine, host, port, alerts=alerting)
+        wallboard.settings(runner.app).public = bool(getattr(args, "public_status", False))
     except OSError as exc:
         store.close()
         print(f"wardwatch: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    if alerting is not None:
+        alerting.start()
+    recorder = _recorder(store, engine, args)  # coverage + rollups for the reports (monitor/coverage.py)
     await engine.start()
 
     # Calendar jobs (not per-target timing: see monitor/engine.py for why).
     calendar = AsyncIOScheduler(timezone=UTC)
     calendar.add_job(_prune, "cron", hour=3, args=[store], id="store-prune", misfire_grace_time=3600)
+    calendar.add_job(recorder.heartbeat, "interval", seconds=getattr(args, "heartbeat", 15.0),
+                     id="coverage-heartbeat", misfire_grace_time=None, coalesce=True)
     calendar.start()
 
     stop = asyncio.Event()
@@ -112,12 +163,43 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await engine.stop()
+        if alerting is not None:
+            await alerting.stop()
         await runner.cleanup()
+        recorder.tick(stopping=True)
         await store.flush()
         store.close()
     return 0
 
 
+def _alerting(inventory: Inventory, args: argparse.Namespace, engine: Engine) -> tuple[bool, AlertService | None]:
+    """The built-in alerting (alerts/service.py), attached to the engine; (False, None): cannot start."""
+    from alerts.service import AlertService
+
+    host, port = args.listen
+    try:
+        service = AlertService.create(
+            inventory, args.store, generator_url=f"http://{host}:{port}/api/v1/alerts"
+        )
+    except ImportError as exc:  # the alert engine module is missing from this build
+        log.error("built-in alerting unavailable: %s", exc)
+        return True, None
+    except Exception as exc:  # a secret missing, the store unreadable: one clear line, exit 2
+        print(f"wardwatch: alerting: {exc}", file=sys.stderr)
+        return False, None
+    service.attach(engine)
+    return True, service
+
+
 async def _prune(store: Store) -> None:
     removed = await asyncio.to_thread(store.prune_sync, datetime.now(UTC))
     log.info("store maintenance: %d old state changes pruned", removed)
+
+
+def _recorder(store: Store, engine: Engine, args: argparse.Namespace) -> Recorder:
+    from monitor.coverage import Recorder
+
+    recorder = Recorder(store, args.shard)
+    recorder.start()
+    recorder.attach(engine)
+    return recorder

@@ -16,6 +16,17 @@ class Ports:
     vc: int = 1720  # video-conference rooms (H.323 call signalling)
     dns: int = 10053  # NSD, on 127.0.0.1, UDP and TCP
     control: int = 0  # fault control, on 127.0.0.1
+    # Video-conference rooms beside the vc port: SIP OPTIONS (UDP and TCP) and STUN Binding (UDP).
+    # -1 (unset): 5060 / 3478, or any free port when the vc port is any free port (0), so a
+    # caller that asks every other listener on a free port never collides on these two.
+    sip: int = -1
+    stun: int = -1
+
+    def __post_init__(self) -> None:
+        for name, default in (("sip", 5060), ("stun", 3478)):
+            if getattr(self, name) < 0:
+                object.__setattr__(self, name, 0 if self.vc == 0 else default)
+    snmp: int = 1161  # routers (snmpsim), UDP, on every router address (127.10.x.y)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +49,4 @@ class LabConfig:
     bind: str = "0.0.0.0"
     nft_table: str = "wardwatch_lab"  # "" disables nftables (link faults then only stop services)
     flap_period: float = 10.0
+    snmp: bool = True  # routers answer SNMP (snmpsim; off, or when not installed: ping only)

@@ -51,6 +51,14 @@ def dns_server(cfg: LabConfig) -> str:
     return f"127.0.0.1:{cfg.ports.dns}"
 
 
+def _snmp_doc(cfg: LabConfig) -> dict[str, Any]:
+    """The router's SNMP settings (snmpsim.py); the community is read from a file at probe time."""
+    if not cfg.snmp:
+        return {}
+    community = (cfg.directory / "snmpsim" / "community").absolute()
+    return {"snmp": {"port": cfg.ports.snmp, "community_file": str(community), "interfaces": ["Gi0/0"]}}
+
+
 def _unit_doc(cfg: LabConfig, u: LabUnit, national: bool) -> dict[str, Any]:
     p = cfg.ports
     # Commune names recur across provinces: a national file lets the inventory derive
@@ -62,11 +70,16 @@ def _unit_doc(cfg: LabConfig, u: LabUnit, national: bool) -> dict[str, Any]:
         "type": u.type,
         **named,
         "merged_from": [{"code": o.code, "name": o.name, "domains": [o.host]} for o in u.old_domains],
-        "link": {"address": u.address("router")},
-        "vc_gov": {"address": u.address("vc_gov"), "tcp_ports": [p.vc]},
-        "vc_party": {"address": u.address("vc_party"), "tcp_ports": [p.vc]},
+        "link": {"address": u.address("router"), **_snmp_doc(cfg)},
+        # Each room: ping, H.323 call signalling (the vc port), SIP OPTIONS (UDP for the government
+        # room, TCP for the Party room, so both transports are watched), STUN Binding.
+        "vc_gov": {"address": u.address("vc_gov"), "h323": [p.vc],
+                   "sip": [f"sip:{u.address('vc_gov')}:{p.sip};transport=udp"], "stun": [p.stun]},
+        "vc_party": {"address": u.address("vc_party"), "h323": [p.vc],
+                     "sip": [f"sip:{u.address('vc_party')}:{p.sip};transport=tcp"], "stun": [p.stun]},
         "portal": {"url": portal_url(cfg, u)},
-        "email": {"domain": u.mail_domain, "smtp": [f"{u.mail_host}:{p.smtp}"]},
+        # MX lookup + SMTP + STARTTLS by the email probe (defaults.probes.email.smtp_port)
+        "email": {"domain": u.mail_domain},
         "certs": {"hosts": [f"{u.portal_host}:{p.https}"], "files": [str(signing_file(cfg, u))]},
     }
 
@@ -95,6 +108,7 @@ def inventory_text(cfg: LabConfig, province: int | str, units: list[LabUnit]) ->
                 "icmp": {"count": 2, "interval_seconds": 0.1},
                 "tls": {"fail_if_expires_within_days": imperfections.SOON_DAYS},
                 "certfile": {"fail_if_expires_within_days": imperfections.SOON_DAYS},
+                "email": {"smtp_port": cfg.ports.smtp},
             },
         },
         "units": [_unit_doc(cfg, u, province == "all") for u in units],

@@ -24,6 +24,7 @@ from monitor.lab.netfilter import Netfilter
 from monitor.lab.pki import LabCA
 from monitor.lab.plan import PROCEDURES_HOST, LabUnit, build_plan, select_units
 from monitor.lab.servers import Behaviour, LabServers
+from monitor.lab.snmpsim import Snmpsim
 
 log = logging.getLogger("wardwatch.lab")
 
@@ -63,6 +64,7 @@ class Lab:
         self.behaviour = Behaviour()
         self.servers: LabServers | None = None
         self.nsd: Nsd | None = None
+        self.snmpsim: Snmpsim | None = None
         self.netfilter = Netfilter(cfg.nft_table)
         self.inventories: list[Path] = []
         self.expected: list[lab_inventory.Expected] = []
@@ -103,6 +105,11 @@ class Lab:
                 self.behaviour.portal_delay[u.code] = self.slow_delay
             elif kind.kind == "redirect_missing":
                 self.behaviour.no_redirect.add(u.old_domains[0].host)
+        if self.cfg.snmp:  # launched first: it answers ~1.5 s later, while the rest starts
+            snmp_port = self.cfg.ports.snmp or free_port(socket.SOCK_DGRAM, self.units[0].address("router"))
+            self.cfg = dataclasses.replace(self.cfg, ports=dataclasses.replace(self.cfg.ports, snmp=snmp_port))
+            self.snmpsim = Snmpsim(self.dir / "snmpsim", snmp_port)
+            await self.snmpsim.launch(self.units)
         ca = await asyncio.to_thread(self._issue, assigned)
 
         p = self.cfg.ports
@@ -110,7 +117,9 @@ class Lab:
             self.units, self.dir / "tls", ca.leaf_key_path, self.faults, self.behaviour,
             slow_delay=self.slow_delay, https_port=p.https, bind=self.cfg.bind,
         )
-        bound = await self.servers.start({"https": p.https, "http": p.http, "smtp": p.smtp, "vc": p.vc})
+        bound = await self.servers.start(
+            {"https": p.https, "http": p.http, "smtp": p.smtp, "vc": p.vc, "sip": p.sip, "stun": p.stun}
+        )
         dns_port = p.dns or free_dns_port()
         self.cfg = dataclasses.replace(
             self.cfg, ports=dataclasses.replace(p, dns=dns_port, **bound)
@@ -119,6 +128,8 @@ class Lab:
         self.nsd = Nsd(self.dir / "dns", dns_port)
         await self.nsd.start(self.units)
         await self.netfilter.start()
+        if self.snmpsim is not None:
+            self.cfg = dataclasses.replace(self.cfg, snmp=await self.snmpsim.ready())
 
         self.inventories = lab_inventory.write(self.cfg, self.units)
         self.expected = lab_inventory.expected_failures(self.cfg, self.units)
@@ -170,6 +181,9 @@ class Lab:
         if self.nsd is not None:
             await self.nsd.stop()
             self.nsd = None
+        if self.snmpsim is not None:
+            await self.snmpsim.stop()
+            self.snmpsim = None
         await self.netfilter.stop()
         for u in self.units:  # certificate files hidden by a certs fault come back
             hidden = self._hidden(u)
@@ -233,6 +247,7 @@ class Lab:
             elif service in ("vc_gov", "vc_party"):
                 noping.add(u.address(service))
                 refuse.add(f"{u.address(service)} . {p.vc}")
+                refuse.add(f"{u.address(service)} . {p.sip}")  # SIP over TCP; UDP SIP/STUN go silent
             elif service == "portal":
                 refuse.add(f"{u.address('portal')} . {p.https}")
                 refuse.update(f"{o.address} . {p.http}" for o in u.old_domains)
@@ -297,7 +312,8 @@ class Lab:
                else "no nftables: link faults stop services but pings keep answering")
         lines = [
             f"lab: {len(self.units)} units on 127.10-17.x.y (province {self.cfg.province}); "
-            f"https :{p.https}, http :{p.http}, smtp :{p.smtp}, vc :{p.vc}; DNS 127.0.0.1:{p.dns} (nsd)",
+            f"https :{p.https}, http :{p.http}, smtp :{p.smtp}, vc :{p.vc}, sip :{p.sip}, stun :{p.stun}/udp; "
+            f"DNS 127.0.0.1:{p.dns} (nsd)",
             f"lab: inventory  {self.inventory_path}",
         ]
         lines += [f"lab: inventory  {x}" for x in self.inventories[1:]]

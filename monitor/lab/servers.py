@@ -6,6 +6,7 @@
 - HTTP (old domains): ``301`` to the unit's portal.
 - SMTP with STARTTLS (mail hosts).
 - TCP (video-conference rooms): accepted and held until the peer closes.
+- SIP OPTIONS over UDP and TCP, STUN Binding over UDP (video-conference rooms; see voip.py).
 
 Listeners bind ``bind`` (0.0.0.0 by default, so every 127.x address is served by one socket)
 and drop at once any connection whose peer is not in 127.0.0.0/8. A service that is down
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from monitor.lab import voip
 from monitor.lab.faults import FaultTable, Health
 from monitor.lab.plan import PROCEDURES_ADDRESS, PROCEDURES_HOST, LabUnit, all_names, decode
 
@@ -85,6 +88,7 @@ class LabServers:
                 self._names[host] = d
         self._contexts: dict[tuple[int, str], ssl.SSLContext] = {}
         self._servers: list[asyncio.Server] = []
+        self._udp: list[voip.UdpService] = []
         self.transports: set[asyncio.Transport] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.ports: dict[str, int] = {}
@@ -98,12 +102,34 @@ class LabServers:
             "http": lambda: _Http(self, tls=False),
             "smtp": lambda: _Smtp(self),
             "vc": lambda: _Room(self),
+            "sip": lambda: _SipTcp(self),
         }
         try:
             for kind, port in ports.items():
-                server = await loop.create_server(
-                    factories[kind], self.bind, port, reuse_address=True, backlog=4096
-                )
+                if kind == "stun":
+                    self.ports[kind] = self._udp_service(voip.stun_answer, port)
+                    continue
+                if kind == "sip":  # UDP first, then TCP on the same port
+                    for _ in range(20 if port == 0 else 1):
+                        udp = voip.UdpService(voip.sip_answer, self.room_delay)
+                        bound = udp.start(self.bind, port)
+                        try:
+                            server = await loop.create_server(
+                                factories[kind], self.bind, bound, reuse_address=True, backlog=4096
+                            )
+                        except OSError:
+                            udp.stop()
+                            if port:
+                                raise
+                            continue
+                        self._udp.append(udp)
+                        break
+                    else:
+                        raise OSError("no port free for SIP over both UDP and TCP")
+                else:
+                    server = await loop.create_server(
+                        factories[kind], self.bind, port, reuse_address=True, backlog=4096
+                    )
                 self._servers.append(server)
                 self.ports[kind] = server.sockets[0].getsockname()[1]
         except OSError:
@@ -111,7 +137,26 @@ class LabServers:
             raise
         return dict(self.ports)
 
+    def _udp_service(self, answer: voip.Answer, port: int) -> int:
+        udp = voip.UdpService(answer, self.room_delay)
+        bound = udp.start(self.bind, port)
+        self._udp.append(udp)
+        return bound
+
+    def room_delay(self, local: str) -> float | None:
+        """How long a video-conference room at ``local`` waits before answering; None: it does not."""
+        d = decode(local)
+        if d is None or d[0] >= len(self.units) or d[1] not in ("vc_gov", "vc_party"):
+            return None
+        h = self.health(self.units[d[0]], d[1])
+        if h is Health.DOWN:
+            return None
+        return self.slow_delay if h is Health.SLOW else 0.0
+
     async def stop(self) -> None:
+        for u in self._udp:
+            u.stop()
+        self._udp.clear()
         for s in self._servers:
             s.close()
         for t in list(self.transports):
@@ -392,3 +437,39 @@ class _Room(_Base):
 
     def data_received(self, data: bytes) -> None:
         pass
+
+
+class _SipTcp(_Base):
+    """SIP over TCP on a video-conference room: answers each request on the connection."""
+
+    def __init__(self, lab: LabServers) -> None:
+        super().__init__(lab)
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.accept(transport) and self.role not in ("vc_gov", "vc_party"):
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > 65536:
+            self.close()
+            return
+        while b"\r\n\r\n" in self.buf:  # requests to rooms carry no body (Content-Length: 0)
+            request, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            self.buf = self.buf.lstrip(b"\r\n")
+            assert self.transport is not None
+            peer = self.transport.get_extra_info("peername")
+            reply = voip.sip_answer(request + b"\r\n\r\n", (str(peer[0]), int(peer[1])))
+            if reply is None:
+                self.close()
+                return
+            delay = self.lab.slow_delay if self.lab.health(self.unit, self.role) is Health.SLOW else 0.0
+            if delay > 0:
+                self.later(delay, functools.partial(self.write, reply))
+            else:
+                self.write(reply)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)

@@ -88,7 +88,7 @@ def test_old_domain_redirect_failure_is_its_own_kind() -> None:
 
 
 def test_snmp_interface_down_and_reboot_from_results() -> None:
-    t = target("link", "snmp", addr="127.0.0.1:1161")
+    t = target("link", "snmp", addr="127.0.0.1:1161", community="public")
     eng = engine(t)
     out = []
     reboot = Sample("wardwatch_snmp_reboot_detected", 1.0)

@@ -51,7 +51,7 @@ def nsd_server(directory: Path, zones: dict[str, str], host: str = "127.0.0.1") 
     """Run ``nsd -d`` serving ``zones`` (name -> zone text) on ``host``, UDP and TCP."""
     binary = require("nsd")
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port(host, socket.SOCK_DGRAM)
+    port = _free_udp_tcp_port(host)  # nsd binds both: a UDP-only free port may be taken over TCP
     for name, text in zones.items():
         (directory / f"{name}.zone").write_text(text)
     conf = directory / "nsd.conf"
@@ -64,3 +64,15 @@ def nsd_server(directory: Path, zones: dict[str, str], host: str = "127.0.0.1") 
         if reply.rcode() != dns.rcode.NOERROR:
             raise RuntimeError(f"nsd answers {dns.rcode.to_text(reply.rcode())} for {first} SOA")
         yield Nsd(host, port, directory)
+
+
+def _free_udp_tcp_port(host: str) -> int:
+    for _ in range(50):
+        port = free_port(host, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise OSError(f"no port free for both UDP and TCP on {host}")

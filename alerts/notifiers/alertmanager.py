@@ -1,0 +1,83 @@
+"""Alertmanager API v2: ``POST <url>/api/v2/alerts`` with one alert (the recommended production path).
+
+Labels let Alertmanager group by unit and route by service (``alertname``, ``unit_code``,
+``unit``, ``service``, ``target``, ``severity``, plus the alert's own labels); a resolved
+notification carries ``endsAt``. Alertmanager deduplicates by label set itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from alerts import templates
+from alerts.config import AlertmanagerReceiver as Config
+from alerts.model import Event, Notification
+from alerts.notifiers.base import RenderContext, Request, json_body
+
+__all__ = ["Config", "render", "alert_json"]
+
+ALERTNAMES = {  # alert kind -> alertname, matching alerts/rules (CamelCase like Prometheus rules)
+    "target_down": "WardwatchTargetDown",
+    "link_degraded": "WardwatchLinkDegraded",
+    "snmp_interface_down": "WardwatchInterfaceDown",
+    "snmp_reboot": "WardwatchDeviceRebooted",
+    "cert_expiring": "WardwatchCertificateExpiring",
+    "cert_expired": "WardwatchCertificateExpired",
+    "redirect_broken": "WardwatchRedirectBroken",
+    "unit_isolated": "WardwatchUnitIsolated",
+    "flapping": "WardwatchFlapping",
+    "monitoring_degraded": "WardwatchMonitoringDegraded",
+    "storage_degraded": "WardwatchStorageDegraded",
+}
+
+
+def _ts(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def alert_json(n: Notification, ctx: RenderContext) -> dict[str, Any]:
+    a = n.alert
+    vals = templates.values(n, ctx.texts)
+    labels = {k: v for k, v in a.labels}
+    labels.update({
+        "alertname": ALERTNAMES.get(a.kind.value, a.kind.value),
+        "severity": a.severity,
+        "alert_id": a.id,
+    })
+    if a.unit_code is not None:
+        labels["unit_code"] = str(a.unit_code)
+    service = a.service or ("wardwatch" if a.unit_code is None else "")  # the monitor's own alerts
+    for key, value in (("unit", a.unit), ("service", service), ("target", a.target), ("probe", a.probe)):
+        if value:
+            labels[key] = value
+    if a.tier is not None:
+        labels["tier"] = str(a.tier)
+    annotations = {
+        "summary": templates.title(n, ctx.texts, vals),
+        "description": templates.body(n, ctx.texts, vals),
+    }
+    if a.reason:
+        annotations["reason"] = a.reason
+    if a.children:
+        annotations["unreachable"] = ", ".join(a.children)
+    if a.in_maintenance:
+        annotations["maintenance"] = "true"
+    out: dict[str, Any] = {
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": _ts(a.started_at),
+        "generatorURL": vals["link"] or ctx.generator_url,
+    }
+    if n.event is Event.RESOLVED:
+        out["endsAt"] = _ts(n.ended_at or n.at)
+    return out
+
+
+def render(n: Notification, cfg: Config, ctx: RenderContext) -> Request:
+    return Request(
+        "POST",
+        cfg.url.rstrip("/") + "/api/v2/alerts",
+        (("Content-Type", "application/json"),),
+        json_body([alert_json(n, ctx)]),
+    )

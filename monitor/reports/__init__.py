@@ -1,0 +1,1 @@
+"""Reports: SLA and cutover readiness (wardwatch report)."""

@@ -1,0 +1,57 @@
+"""link.snmp and link.quality in the inventory: what they expand into (with the real probe Configs)."""
+
+from __future__ import annotations
+
+from monitor.inventory import parse_inventory
+from probes import link, snmp
+
+BASE = """
+province: 79
+defaults:
+  templates: {portal: null, email: null}
+  services:
+    link:
+      snmp: {community_env: WW_SNMP_COMMUNITY, interfaces: [Gi0/0]}
+units:
+  - code: 26506
+    name: Phường Vũng Tàu
+    type: phường
+    link:
+      address: 127.0.0.1
+      snmp: {port: 1161, interfaces: [Gi0/1, 3]}
+      quality: {count: 10, spacing: 20ms, degraded_rtt: 80ms}
+  - code: 26536
+    name: Phường Rạch Dừa
+    type: phường
+    link:
+      address: 127.0.0.2
+      snmp: {version: 3, user: noc, auth_key_file: /run/secrets/auth, priv_protocol: aes,
+             priv_key_env: WW_PRIV}
+  - code: 26526
+    name: Phường Tam Thắng
+    type: phường
+    link:
+      address: 127.0.0.3
+      snmp: {enabled: false}
+"""
+
+
+def test_link_expands_to_quality_or_ping_plus_snmp() -> None:
+    inv = parse_inventory(BASE, "inv.yaml", system_resolver="127.0.0.53:53")
+    got = {(t.unit_code, t.probe): t for t in inv.targets if t.service == "link"}
+    assert sorted(got) == [(26506, "link"), (26506, "snmp"), (26526, "icmp"), (26536, "icmp"), (26536, "snmp")]
+
+    q = got[(26506, "link")].config
+    assert isinstance(q, link.Config) and q.count == 10 and q.spacing_seconds == 0.02
+    assert q.degraded_rtt_seconds == 0.08
+
+    s1 = got[(26506, "snmp")]
+    assert s1.target == "127.0.0.1:1161" and isinstance(s1.config, snmp.Config)
+    assert s1.config.interfaces == ("Gi0/1", "3")  # the unit's list replaces the default one
+    assert s1.config.community_env == "WW_SNMP_COMMUNITY" and s1.config.effective_version == "2c"
+
+    s2 = got[(26536, "snmp")]
+    assert s2.target == "127.0.0.2:161" and isinstance(s2.config, snmp.Config)
+    assert s2.config.effective_version == "3" and s2.config.v3_user == "noc"
+    assert s2.config.auth_key_file == "/run/secrets/auth" and s2.config.priv_key_env == "WW_PRIV"
+    assert s2.config.interfaces == ("Gi0/0",)
