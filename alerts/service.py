@@ -248,7 +248,7 @@ class AlertService:
         if not self._store_down:
             log.error("store failing (probing goes on; alerts go out directly): %s", exc)
         self._store_down = True
-        self.direct.send(self.engine.storage_failed(self.clock()))
+        self.direct.send(self.engine.storage_failed(self.clock(), str(exc)[:200]))
 
     # -- the clock -----------------------------------------------------------------------------
     async def _ticker(self) -> None:

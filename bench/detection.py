@@ -74,7 +74,9 @@ async def measure(
 ) -> None:
     """Cut ``--faults`` clean units' links ``--spacing`` s apart; time each to its notification."""
     bad = set(imperfections.assign(len(lab.units)))
-    clean = [u for i, u in enumerate(lab.units) if i not in bad]
+    # From the end of the plan: labs share the loopback address plan, so a link fault injected
+    # by another lab on this host (tests use small labs: the first units) would cut ours too.
+    clean = [u for i, u in reversed(list(enumerate(lab.units))) if i not in bad]
     if len(clean) < args.faults:
         raise SystemExit(f"only {len(clean)} clean units for {args.faults} faults: raise --units")
     chosen = clean[: args.faults]

@@ -13,6 +13,7 @@ Writes go through the store's writer thread (``Store.submit_job``), never the ev
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -113,3 +114,6 @@ class Recorder:
 
     async def heartbeat(self) -> None:  # an APScheduler job
         self.tick()
+
+    async def downsample(self) -> None:  # an APScheduler job, hourly
+        await asyncio.to_thread(self.store.prune_rollups_sync)

@@ -226,8 +226,8 @@ class Store:
         path: str | Path,
         retention_days: float = 400.0,
         *,
-        rollup_minute_days: float = 1.0,
-        rollup_hour_days: float = 90.0,
+        rollup_minute_days: float = 0.25,
+        rollup_hour_days: float = 35.0,
     ) -> None:
         self.path = Path(path)
         self.retention = timedelta(days=retention_days)
@@ -428,11 +428,19 @@ class Store:
             cur = conn.execute("DELETE FROM changes WHERE at_ms < ?", (_ms(cutoff),))
             removed = cur.rowcount
             conn.execute("DELETE FROM coverage WHERE heartbeat_ms < ?", (_ms(cutoff),))
-            conn.execute("DELETE FROM rollups WHERE res_s = 60 AND bucket_ms < ?",
-                         (_ms(now - self.rollup_minute_retention),))
-            conn.execute("DELETE FROM rollups WHERE res_s = 3600 AND bucket_ms < ?",
-                         (_ms(now - self.rollup_hour_retention),))
-            return removed
+        self.prune_rollups_sync(now)
+        return removed
+
+    def prune_rollups_sync(self, now: datetime | None = None) -> int:
+        """Downsampling: drop minute rollups past their retention (the hour rows hold the same
+        counts) and hour rollups past theirs; returns how many rows. Run hourly."""
+        now = now or datetime.now(UTC)
+        with contextlib.closing(connect(self.path)) as conn:
+            n = conn.execute("DELETE FROM rollups WHERE res_s = 60 AND bucket_ms < ?",
+                             (_ms(now - self.rollup_minute_retention),)).rowcount
+            n += conn.execute("DELETE FROM rollups WHERE res_s = 3600 AND bucket_ms < ?",
+                              (_ms(now - self.rollup_hour_retention),)).rowcount
+            return n
 
 
 def _reason(value: str | None) -> Reason | None:

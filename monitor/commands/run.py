@@ -52,9 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--public-status", action="store_true",
                    help="serve the read-only public status page at /public (unit and service states only; "
                    "also: monitor.public_status in the inventory)")
-    p.add_argument("--rollup-minute-days", type=float, default=1.0,
-                   help="keep per-minute probe rollups this long (default 1; reports: see BENCHMARKS.md)")
-    p.add_argument("--rollup-hour-days", type=float, default=90.0, help="keep per-hour probe rollups this long")
+    p.add_argument("--rollup-minute-days", type=float, default=0.25,
+                   help="keep per-minute probe rollups this long (default 0.25 = 6 h; sizes in BENCHMARKS.md)")
+    p.add_argument("--rollup-hour-days", type=float, default=35.0,
+                   help="keep per-hour probe rollups this long (default 35)")
     p.add_argument("--heartbeat", type=float, default=15.0, metavar="SECONDS",
                    help="coverage heartbeat and rollup flush period (default 15)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=default_loop(),
@@ -103,8 +104,8 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     from monitor import wallboard, web
 
     store = Store(args.store, retention_days=args.retention_days,
-                  rollup_minute_days=getattr(args, "rollup_minute_days", 1.0),
-                  rollup_hour_days=getattr(args, "rollup_hour_days", 90.0))
+                  rollup_minute_days=getattr(args, "rollup_minute_days", 0.25),
+                  rollup_hour_days=getattr(args, "rollup_hour_days", 35.0))
     try:
         store.open()
     except StoreError as exc:
@@ -134,6 +135,7 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     calendar.add_job(_prune, "cron", hour=3, args=[store], id="store-prune", misfire_grace_time=3600)
     calendar.add_job(recorder.heartbeat, "interval", seconds=getattr(args, "heartbeat", 15.0),
                      id="coverage-heartbeat", misfire_grace_time=None, coalesce=True)
+    calendar.add_job(recorder.downsample, "cron", minute=17, id="rollup-downsample", misfire_grace_time=3600)
     calendar.start()
 
     stop = asyncio.Event()
@@ -181,9 +183,6 @@ def _alerting(inventory: Inventory, args: argparse.Namespace, engine: Engine) ->
         service = AlertService.create(
             inventory, args.store, generator_url=f"http://{host}:{port}/api/v1/alerts"
         )
-    except ImportError as exc:  # the alert engine module is missing from this build
-        log.error("built-in alerting unavailable: %s", exc)
-        return True, None
     except Exception as exc:  # a secret missing, the store unreadable: one clear line, exit 2
         print(f"wardwatch: alerting: {exc}", file=sys.stderr)
         return False, None

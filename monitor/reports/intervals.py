@@ -371,6 +371,17 @@ class Calendar:
     covered: tuple[tuple[float, float], ...]
     edges: tuple[float, ...]  # day starts, then ``end``
     events: tuple[tuple[float, int, int, int, str | None], ...]
+    cov_starts: tuple[float, ...] = ()
+    cov_before: tuple[float, ...] = ()  # covered seconds before each covered span
+    day_covered: tuple[float, ...] = ()
+
+    def covered_until(self, t: float) -> float:
+        """Covered seconds in [start, t)."""
+        i = bisect_right(self.cov_starts, t) - 1
+        if i < 0:
+            return 0.0
+        a, b = self.covered[i]
+        return self.cov_before[i] + (min(t, b) - a)
 
     @classmethod
     def make(cls, start: float, end: float, covered: Iterable[tuple[float, float]],
@@ -383,7 +394,14 @@ class Calendar:
             ev.append((b, _COV, -1, 0, None))
         ev.extend((t, _DAY, 0, 0, None) for t in edges[:-1])
         ev.sort(key=_first)
-        return cls(start, end, cov, edges, tuple(ev))
+        before: list[float] = []
+        total = 0.0
+        for a, b in cov:
+            before.append(total)
+            total += b - a
+        cal = cls(start, end, cov, edges, tuple(ev), tuple(a for a, _ in cov), tuple(before))
+        days = tuple(cal.covered_until(edges[k + 1]) - cal.covered_until(edges[k]) for k in range(len(edges) - 1))
+        return cls(start, end, cov, edges, tuple(ev), cal.cov_starts, cal.cov_before, days)
 
 
 def _first(ev: tuple[float, int, int, int, str | None]) -> float:
@@ -530,3 +548,43 @@ def service_figures(
         incident_list=tuple(found),
     )
     return figures, list(zip(up_day, down_day, strict=True))
+
+
+def _target_events(
+    targets: Sequence[TargetHistory], start: float, end: float
+) -> list[tuple[float, int, int, str | None]]:
+    """(t, +1/-1, rank, reason) where the targets enter and leave a state other than UP, sorted."""
+    ev: list[tuple[float, int, int, str | None]] = []
+    add = ev.append
+    rank = RANK
+    up_state = State.UP
+    if not targets:
+        add((start, 1, 1, None))
+    for initial, why0, changes in targets:
+        state, reason = initial, why0
+        opened = False
+        for t, new, why in changes:
+            if t <= start:
+                state, reason = new, why
+                continue
+            if t >= end:
+                break
+            if new is state:
+                continue
+            if not opened:
+                opened = True
+                if state is not up_state:
+                    add((start, 1, rank[state], reason))
+            if state is not up_state:
+                add((t, -1, rank[state], reason))
+            if new is not up_state:
+                add((t, 1, rank[new], why))
+            state, reason = new, why
+        if not opened and state is not up_state:
+            add((start, 1, rank[state], reason))
+    ev.sort(key=_first4)
+    return ev
+
+
+def _first4(ev: tuple[float, int, int, str | None]) -> float:
+    return ev[0]

@@ -1,4 +1,7 @@
-"""A real MTA on loopback: Debian's exim4 in the foreground with a private configuration.
+"""A real MTA on loopback that takes mail: Debian's exim4 in the foreground, private configuration.
+
+(tests/peers/mta.py is the email probe's exim, which refuses every message; this one accepts
+and queues what the e-mail notifier sends, so the test can read it back.)
 
 It listens on a free 127.0.0.1 port, offers STARTTLS with a certificate from the test CA and
 refuses MAIL FROM on an unencrypted session, and queues every accepted message without
