@@ -6,9 +6,12 @@ itself is a script: see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +32,17 @@ def test_national_bench_smoke(tmp_path: Path) -> None:
     cmd = [sys.executable, str(ROOT / "bench" / "national.py"), "--units", "40", "--interval", "1.5",
            "--minutes", "0.05", "--kind-seconds", "1.5", "--warmup", "1", "--scrapes", "2",
            "--dir", str(tmp_path / "work"), "--json", str(out)]
-    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Its own session, so a timeout ends the whole tree (lab, nsd, snmpsim, blackbox): an
+    # orphaned lab would keep the shared 127.x lab addresses busy for every later test.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind, or all of it on timeout
+        proc.wait()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     report = json.loads(out.read_text())
 
     main = report["main"]
