@@ -11,9 +11,16 @@ What it decides, per target (``on_result``, O(1) per result):
   ``close_after`` consecutive successes. A failure that recovers before that sends nothing.
   Certificate reasons (expired, expiring) are left to the certificate alerts, not counted as
   down: one expired certificate is one message.
-- **certificates**: each certificate (endpoint chain or file, told apart by notAfter) gets one
-  message per tier (30/14/7/1 days, then expired) however often it is probed; a more urgent tier
-  supersedes the previous one (``Alert.supersedes``); resolved when no longer seen (renewed).
+- **certificates**: each certificate (``alerts.certs``: an endpoint's leaf fingerprint + earliest
+  notAfter, or a file's path + serial + notAfter) gets one message per tier (30/14/7/1 days, then
+  expired) however often it is probed and however many endpoints serve it (a portal, its old
+  domains redirecting to it, a ``certs`` target; in one unit or several); a more urgent tier
+  supersedes the previous one (``Alert.supersedes``). The alert carries the unit, service and
+  target of the first endpoint that reported it (so routing by unit stays stable once sent) and
+  lists every endpoint that reported it in ``children`` (label ``certificate``: its identity);
+  maintenance suppresses it only while every such endpoint is in a window. It resolves when no
+  endpoint reports it any more (each for ``close_after`` of its certificate-bearing results):
+  renewed or removed.
 - **link degraded**: a link over the loss / RTT thresholds (or graded degraded by the link probe)
   for ``degraded_rounds`` rounds; **SNMP reboot** from ``wardwatch_snmp_reboot_detected``.
 - **flapping**: Nagios' weighted state-change ratio over the last ``flap_window`` rounds;
@@ -28,13 +35,18 @@ And across targets:
   ("dependency") until the link answers or ``link interval + re-checks`` have passed. When the
   link recovers, a child still down pages on its next failed result (never on a failure seen
   while the link was down). Resolutions are never suppressed.
-- **global guard**: when, over the last ``global_window_seconds``, at least ``global_min_targets``
-  probe rounds and ``global_share`` of all rounds failed (every target probed in that time is a
-  sample of all of them), one ``monitoring_degraded`` alert fires and individual pages are held;
-  it clears below ``global_min_targets`` failed rounds or half that share, and a target still
-  down then pages on its next failed result. While failures build up towards the threshold (a
-  fifth of the share, half the count) new pages wait a moment ("global_check") so the first
-  targets to confirm in a network-wide cut do not page before the guard trips.
+- **global guard**: when, over the last ``global_window_seconds``, at least
+  ``global_min_targets`` probe rounds and ``global_share`` of all rounds were *new* failures (a
+  target seen succeeding whose failure began within the window: targets failing for longer, or
+  since the engine started, such as long-standing breakage, are not a sign of a network-wide cut
+  and count as any other round; so a monitor that starts with its own uplink already down is not
+  caught here), one ``monitoring_degraded`` alert fires and individual pages are held; it clears
+  when the failures of targets that began failing from the window before it tripped fall below
+  ``global_min_targets`` rounds or half that share, and a target still down then pages on its
+  next failed result. While new failures build up towards the threshold (a fifth of the share,
+  half the count) new pages wait ("global_check") so the first targets to confirm in a
+  network-wide cut do not page before the guard trips; that wait ends after at most
+  ``global_window_seconds`` per alert if the guard has not tripped.
 - **maintenance**: alerts inside a window are suppressed and marked ``in_maintenance``; a window
   ending while the condition holds pages on the next tick.
 - **ack and escalation**: a page not acknowledged within the chain's time goes to the next receiver.
@@ -51,7 +63,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerts import flapping as flap
@@ -98,7 +110,8 @@ FLAPPING = "flapping"
 GLOBAL = "monitoring_degraded"
 ARMING = "global_check"  # many targets failing at once: the global guard may be about to trip
 
-STATE_VERSION = 1
+# 2: certificates by identity (engine-wide "certs"), not per target; format 1 is still read.
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,9 @@ class ActiveAlert:
         )
 
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
 def _ts(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
@@ -190,9 +206,12 @@ def _dt(value: Any) -> datetime | None:
 
 @dataclass(slots=True)
 class _Cert:
+    """One certificate (``SeenCert.identity``), its open alert and where it is seen."""
+
     alert_id: str
     level: int  # tier in days, 0 = expired
-    missing: int = 0  # consecutive certificate-bearing results without it
+    # target key -> consecutive certificate-bearing results of that target without it
+    where: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)
@@ -222,7 +241,7 @@ class _Track:
     deg_good: int = 0
     degraded: bool = False
     reboot: bool = False
-    certs: dict[str, _Cert] | None = None
+    certs: set[str] | None = None  # identities of the certificates (with a tier) this target reports
 
     @property
     def key(self) -> str:
@@ -272,12 +291,17 @@ class AlertEngine:
         self._escalating: set[str] = set()
         self._pending: dict[str, datetime] = {}  # child key -> when the dependency hold ends
         self._held_global: set[str] = set()
-        # global guard: probe rounds (not re-checks) within the window, and how many failed
-        self._rounds: deque[tuple[datetime, bool]] = deque()
+        # global guard: probe rounds (not re-checks) within the window: (at, a new failure, when
+        # the target's failure began or None if it succeeded)
+        self._rounds: deque[tuple[datetime, bool, datetime | None]] = deque()
         self._n_rounds = 0
-        self._n_failed = 0
         self._global = False
         self._held_arming: set[str] = set()
+        self._arm_since: dict[str, datetime] = {}  # alert id -> when "global_check" first held it
+        self._n_new = 0  # rounds in the window that are new failures
+        self._cohort_since: datetime | None = None  # guard firing: failures begun from then count
+        self._n_cohort = 0
+        self._certs: dict[str, _Cert] = {}  # certificate identity -> its state
         self._maint_ids: frozenset[str] = frozenset()
         self._clock: datetime | None = None  # the latest instant the engine was told of
         self._install(targets)
@@ -317,6 +341,12 @@ class AlertEngine:
         out: list[Notification] = []
         gone = [k for k in self._tracks if k not in keep]
         when = at or self._clock
+        for ident, st in list(self._certs.items()):  # a certificate still seen elsewhere stays open
+            for k in [k for k in st.where if k not in keep]:
+                if ident in self._certs:
+                    ca = self._alerts.get(st.alert_id)
+                    self._cert_gone(ident, st, k, when or (ca.notified_at or ca.alert.started_at if ca else _EPOCH),
+                                    out)
         for a in list(self._alerts.values()):
             if a.key and a.key not in keep:
                 self._force_resolve(a, when or a.notified_at or a.alert.started_at, out)
@@ -358,14 +388,19 @@ class AlertEngine:
             tr.hist = flap.amend(tr.hist, failed)
         tr.last_at = at
         if new_round:
-            self._rounds.append((at, failed))
+            # a new failure: a target seen succeeding that began failing (start-up failures are not)
+            began = (tr.first_fail_at or at) if failed and tr.last_ok_at is not None else None
+            fresh = began is not None and (at - began).total_seconds() <= p.global_window_seconds
+            self._rounds.append((at, fresh, began))
             self._n_rounds += 1
-            self._n_failed += failed
+            self._n_new += fresh
+            if self._in_cohort(began):
+                self._n_cohort += 1
             self._prune(at)
             if self._global:
                 if not failed:
                     self._check_global_clear(at, out)
-            elif failed:
+            elif fresh:
                 self._check_global(at, out)
         changed = False
         if failed:
@@ -538,7 +573,11 @@ class AlertEngine:
         tr = self._tracks.get(a.key) if a.key else None
         code = a.alert.unit_code
         unit = self._units.get(code) if code is not None else None
-        if tr is not None:
+        cert_maint = self._cert_in_maintenance(a, at) if kind in CERT_KINDS else None
+        if cert_maint is not None:
+            if cert_maint:
+                return MAINTENANCE
+        elif tr is not None:
             if self.maintenance.active(tr.target, at) is not None:
                 return MAINTENANCE
         elif self.maintenance.covering(code, None, at) is not None:
@@ -555,7 +594,7 @@ class AlertEngine:
                 return down[0].release_why or GLOBAL
             if self._global:
                 return GLOBAL
-            return ARMING if self._arming() else ""
+            return ARMING if self._arming() and not self._arm_expired(a.alert.id, at) else ""
         assert tr is not None
         if kind in DOWN_KINDS and tr.flapping:
             return FLAPPING
@@ -565,7 +604,7 @@ class AlertEngine:
             return tr.release_why or GLOBAL
         if self._global:
             return GLOBAL
-        if kind in DOWN_KINDS and self._arming():
+        if kind in DOWN_KINDS and self._arming() and not self._arm_expired(a.alert.id, at):
             return ARMING
         if kind in DOWN_KINDS and unit is not None and not tr.is_link and self._dependency_pending(unit, tr, at):
             return DEPENDENCY
@@ -599,6 +638,7 @@ class AlertEngine:
             self._held_global.discard(aid)
         if why == ARMING and not a.notified:
             self._held_arming.add(aid)
+            self._arm_since.setdefault(aid, at)
         else:
             self._held_arming.discard(aid)
         if a.key and a.alert.kind in DOWN_KINDS:
@@ -624,6 +664,7 @@ class AlertEngine:
         if a.alert.in_maintenance:
             a.alert = replace(a.alert, in_maintenance=False)
         a.notified, a.suppressed, a.receiver, a.notified_at = True, "", 0, at
+        self._arm_since.pop(a.alert.id, None)
         out.append(Notification(a.alert, Event.FIRING, at, self._receiver(a, 0)))
         if self._chain(a) and len(self.policy.escalation) > 1 and not a.acked_by:
             self._escalating.add(a.alert.id)
@@ -640,6 +681,7 @@ class AlertEngine:
         self._escalating.discard(aid)
         self._held_global.discard(aid)
         self._held_arming.discard(aid)
+        self._arm_since.pop(aid, None)
         if a.key:
             self._pending.pop(a.key, None)
             tr = self._tracks.get(a.key)
@@ -695,7 +737,7 @@ class AlertEngine:
         if REBOOT in names:
             self._reboot(tr, result.value(REBOOT) == 1.0, at, out)
         if ENDPOINT_EXPIRY in names or FILE_EXPIRY in names:
-            self._certs(tr, result, at, out)
+            self._cert_samples(tr, result, at, out)
 
     def _link_quality(self, tr: _Track, result: ProbeResult, at: datetime, out: list[Notification]) -> None:
         p = self.policy
@@ -745,56 +787,99 @@ class AlertEngine:
                 a2.condition, a2.ended_at = False, at
                 self._reconcile(a2, at, out)
 
-    def _certs(self, tr: _Track, result: ProbeResult, at: datetime, out: list[Notification]) -> None:
+    def _cert_samples(self, tr: _Track, result: ProbeResult, at: datetime, out: list[Notification]) -> None:
         p = self.policy
         now = at.timestamp()
-        mem = tr.certs if tr.certs is not None else {}
+        mine = tr.certs if tr.certs is not None else set()
         seen: set[str] = set()
         for c in seen_certs(result):
             level = tier_of(c.not_after, now, p.cert_tiers)
             if level is None:
                 continue
-            ident = c.ident
+            ident = c.identity(tr.key)
             seen.add(ident)
-            m = mem.get(ident)
-            if m is not None:
-                m.missing = 0
-                if m.level <= level:
+            st = self._certs.get(ident)
+            if st is None:
+                st = self._adopt(tr, f"{tr.key}#{c.ident}", ident)
+            if st is not None:
+                st.where[tr.key] = 0
+                mine.add(ident)
+                cur = self._alerts.get(st.alert_id)
+                if cur is not None and tr.key not in cur.alert.children:
+                    cur.alert = replace(cur.alert, children=tuple(st.where))  # seen here too
+                    if not cur.notified:
+                        self._reconcile(cur, at, out)  # held for maintenance: this endpoint may not be
+                if st.level <= level:
                     continue  # this tier (or a more urgent one) was decided already
-            old = self._alerts.get(m.alert_id) if m is not None else None
+            old = self._alerts.get(st.alert_id) if st is not None else None
             supersedes = old.alert.id if old is not None and old.notified else ""
             if old is not None:
                 self._drop(old)  # a more urgent tier replaces it, without a message of its own
-            base = f"{tr.key}#{ident}"
+            where = st.where if st is not None else {tr.key: 0}
+            # the first endpoint that reported it: the alert's unit, service and target
+            anchor = (self._tracks.get(old.key) if old is not None else None) or tr
             expires = datetime.fromtimestamp(c.not_after, at.tzinfo)
             if level == 0:
-                kind, aid, started = AlertKind.CERT_EXPIRED, f"{AlertKind.CERT_EXPIRED.value}:{base}", expires
+                kind, aid, started = AlertKind.CERT_EXPIRED, f"{AlertKind.CERT_EXPIRED.value}:{ident}", expires
                 msg, sev, tier = f"expired {expires.isoformat()}", SEVERITY[kind], None
             else:
                 kind = AlertKind.CERT_EXPIRING
-                aid = f"{kind.value}:{base}:{level}"
+                aid = f"{kind.value}:{ident}:{level}"
                 started = datetime.fromtimestamp(c.not_after - level * DAY, at.tzinfo)
                 msg = f"expires {expires.isoformat()} (in {(c.not_after - now) / DAY:.1f} days)"
                 sev, tier = ("page" if level <= PAGE_TIER_DAYS else "ticket"), level
-            alert = self._target_alert(
-                tr, kind, aid, started, reason=result.reason.value if result.reason else "", message=msg,
-                severity=sev, tier=tier, extra=(*c.labels, ("not_after", str(int(c.not_after)))),
+            alert = replace(self._target_alert(
+                anchor, kind, aid, started, reason=result.reason.value if result.reason else "", message=msg,
+                severity=sev, tier=tier,
+                extra=(*c.labels, ("not_after", str(int(c.not_after))), ("certificate", ident)),
                 supersedes=supersedes,
-            )
-            a = ActiveAlert(alert, key=tr.key)
+            ), children=tuple(where))
+            a = ActiveAlert(alert, key=anchor.key)
             self._alerts[aid] = a
-            mem[ident] = _Cert(aid, level)
+            self._certs[ident] = _Cert(aid, level, where)
+            mine.add(ident)
             self._reconcile(a, at, out)
-        for ident in [i for i in mem if i not in seen]:
-            m = mem[ident]
-            m.missing += 1
-            if m.missing >= p.close_after:  # renewed or removed: no longer seen
-                del mem[ident]
-                a2 = self._alerts.get(m.alert_id)
-                if a2 is not None:
-                    a2.condition, a2.ended_at = False, at
-                    self._reconcile(a2, at, out)
-        tr.certs = mem or None
+        for ident in [i for i in mine if i not in seen]:
+            st = self._certs.get(ident)
+            missing = (st.where.get(tr.key, 0) + 1) if st is not None else p.close_after
+            if st is not None and missing < p.close_after:
+                st.where[tr.key] = missing
+                continue
+            mine.discard(ident)  # renewed or removed here: no longer seen
+            if st is not None:
+                self._cert_gone(ident, st, tr.key, at, out)
+        tr.certs = mine or None
+
+    def _adopt(self, tr: _Track, legacy: str, ident: str) -> _Cert | None:
+        """A certificate loaded from state format 1 (keyed by target): from now on, by identity."""
+        st = self._certs.pop(legacy, None) if legacy != ident else None
+        if st is None:
+            return None
+        self._certs[ident] = st
+        if tr.certs is not None:
+            tr.certs.discard(legacy)
+        return st
+
+    def _cert_gone(self, ident: str, st: _Cert, key: str, at: datetime, out: list[Notification]) -> None:
+        """``key`` no longer reports the certificate: it resolves when no endpoint does."""
+        st.where.pop(key, None)
+        a = self._alerts.get(st.alert_id)
+        if st.where:
+            if a is not None and a.key == key:
+                a.key = next(iter(st.where))  # maintenance and removals follow an endpoint still seeing it
+            return
+        del self._certs[ident]
+        if a is not None:
+            a.condition, a.ended_at = False, at
+            self._reconcile(a, at, out)
+
+    def _cert_in_maintenance(self, a: ActiveAlert, at: datetime) -> bool | None:
+        """Every endpoint seeing the certificate is in a window (None: not a certificate we track)."""
+        st = self._certs.get(dict(a.alert.labels).get("certificate", ""))
+        if st is None or st.alert_id != a.alert.id:
+            return None
+        tracks = [self._tracks.get(k) for k in st.where]
+        return all(t is not None and self.maintenance.active(t.target, at) is not None for t in tracks)
 
     # -- global guard --------------------------------------------------------------------
 
@@ -802,25 +887,38 @@ class AlertEngine:
         limit = now - timedelta(seconds=self.policy.global_window_seconds)
         r = self._rounds
         while r and r[0][0] < limit:
-            _, failed = r.popleft()
+            _, fresh, began = r.popleft()
             self._n_rounds -= 1
-            self._n_failed -= failed
+            self._n_new -= fresh
+            if self._in_cohort(began):
+                self._n_cohort -= 1
+
+    def _in_cohort(self, began: datetime | None) -> bool:
+        return began is not None and self._cohort_since is not None and began >= self._cohort_since
 
     def _arming(self) -> bool:
-        """Failures building up towards the global threshold: hold new pages a moment."""
+        """New failures building up towards the global threshold: hold new pages a moment."""
         p = self.policy
-        return (not self._global and self._n_failed >= max(1, p.global_min_targets // 2)
-                and self._n_failed >= p.global_share / 5 * self._n_rounds)
+        return (not self._global and self._n_new >= max(1, p.global_min_targets // 2)
+                and self._n_new >= p.global_share / 5 * self._n_rounds)
+
+    def _arm_expired(self, aid: str, at: datetime) -> bool:
+        """This alert has waited for the guard as long as it may (``global_window_seconds``)."""
+        since = self._arm_since.get(aid)
+        return since is not None and (at - since).total_seconds() >= self.policy.global_window_seconds
 
     def _check_global(self, at: datetime, out: list[Notification]) -> None:
         p = self.policy
-        n = self._n_failed
+        n = self._n_new
         if n < p.global_min_targets or n < p.global_share * self._n_rounds:
             return
         self._global = True
+        # From now until it clears: the failures of targets that began failing in this window or later.
+        self._cohort_since = at - timedelta(seconds=p.global_window_seconds)
+        self._n_cohort = sum(self._in_cohort(began) for _, _, began in self._rounds)
         self._held_global |= self._held_arming
         self._held_arming = set()
-        first = next((t for t, f in self._rounds if f), at)
+        first = next((t for t, fresh, _ in self._rounds if fresh), at)
         aid = AlertKind.MONITORING_DEGRADED.value
         a = ActiveAlert(Alert(
             id=aid,
@@ -835,10 +933,11 @@ class AlertEngine:
 
     def _check_global_clear(self, at: datetime, out: list[Notification]) -> None:
         p = self.policy
-        n = self._n_failed
+        n = self._n_cohort
         if n >= p.global_min_targets and n >= p.global_share / 2 * self._n_rounds:
             return
         self._global = False
+        self._cohort_since, self._n_cohort = None, 0
         a = self._alerts.get(AlertKind.MONITORING_DEGRADED.value)
         if a is not None:
             a.condition, a.ended_at = False, at
@@ -869,12 +968,13 @@ class AlertEngine:
         self._prune(now)
         if self._global:
             self._check_global_clear(now, out)
-        elif self._held_arming and not self._arming():
+        elif self._held_arming:
+            arming = self._arming()
             for aid in list(self._held_arming):
                 held = self._alerts.get(aid)
                 if held is None:
                     self._held_arming.discard(aid)
-                else:
+                elif not arming or self._arm_expired(aid, now):
                     self._reconcile(held, now, out)
         for key, until in list(self._pending.items()):
             if now >= until:
@@ -964,8 +1064,6 @@ class AlertEngine:
                 d["degraded"] = True
             if tr.reboot:
                 d["reboot"] = True
-            if tr.certs:
-                d["certs"] = {i: [m.alert_id, m.level] for i, m in tr.certs.items()}
             if tr.release_after is not None:
                 d["release"] = [_ts(tr.release_after), tr.release_why]
             if d:
@@ -974,7 +1072,8 @@ class AlertEngine:
             "version": STATE_VERSION,
             "alerts": [a.to_json() for a in self._alerts.values()],
             "targets": targets,
-            "global": {"firing": self._global},
+            "certs": {i: [st.alert_id, st.level, st.where] for i, st in self._certs.items()},
+            "global": {"firing": self._global, "arming": {k: _ts(v) for k, v in self._arm_since.items()}},
             "maintenance_active": sorted(self._maint_ids),
         }
 
@@ -991,8 +1090,9 @@ class AlertEngine:
         eng = cls(policy, targets, maintenance)
         if not data:
             return eng
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"alert engine state version {data.get('version')!r} (expected {STATE_VERSION})")
+        version = data.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"alert engine state version {version!r} (expected 1 or {STATE_VERSION})")
         for key, d in data.get("targets", {}).items():
             tr = eng._tracks.get(key)
             if tr is None:
@@ -1010,13 +1110,14 @@ class AlertEngine:
             if tr.degraded:
                 tr.deg_bad = policy.degraded_rounds
             tr.reboot = bool(d.get("reboot"))
-            if d.get("certs"):
-                tr.certs = {i: _Cert(str(v[0]), int(v[1])) for i, v in d["certs"].items()}
+            if version == 1 and d.get("certs"):  # per target: adopted by identity on the next report
+                for i, v in d["certs"].items():
+                    eng._certs[f"{key}#{i}"] = _Cert(str(v[0]), int(v[1]), {key: 0})
             if d.get("release"):
                 tr.release_after, tr.release_why = _dt(d["release"][0]), str(d["release"][1])
         for ad in data.get("alerts", []):
             a = ActiveAlert.from_json(ad)
-            if a.key and a.key not in eng._tracks:
+            if a.key and a.key not in eng._tracks and a.alert.kind not in CERT_KINDS:
                 continue
             code = a.alert.unit_code
             if a.alert.kind is AlertKind.UNIT_ISOLATED and (code is None or code not in eng._units):
@@ -1030,10 +1131,30 @@ class AlertEngine:
                 eng._held_global.add(a.alert.id)
             elif a.suppressed == ARMING:
                 eng._held_arming.add(a.alert.id)
+        for i, v in data.get("certs", {}).items():
+            eng._certs[i] = _Cert(str(v[0]), int(v[1]), {str(k): int(m) for k, m in v[2].items()})
+        for i, st in list(eng._certs.items()):
+            st.where = {k: m for k, m in st.where.items() if k in eng._tracks}
+            if not st.where:
+                del eng._certs[i]
+                continue
+            for k in st.where:
+                tr2 = eng._tracks[k]
+                tr2.certs = (tr2.certs or set()) | {i}
+            ca = eng._alerts.get(st.alert_id)
+            if ca is not None and ca.key not in st.where:
+                ca.key = next(iter(st.where))
+        live = {st.alert_id for st in eng._certs.values()}
+        for aid in [aid for aid, a in eng._alerts.items() if a.alert.kind in CERT_KINDS]:
+            if aid not in live:
+                eng._drop(eng._alerts[aid])  # every endpoint that saw it is gone
         for unit in eng._units.values():
             unit.isolated = any(tr.isolating for tr in unit.links)
         g = data.get("global", {})
         eng._global = bool(g.get("firing"))
+        for aid, since in (g.get("arming") or {}).items():
+            if aid in eng._held_arming and since:
+                eng._arm_since[aid] = datetime.fromisoformat(since)
         eng._maint_ids = frozenset(data.get("maintenance_active", ()))
         return eng
 

@@ -220,7 +220,10 @@ def values(n: Notification, texts: Texts) -> dict[str, str]:
     if a.tier is not None and a.kind is AlertKind.CERT_EXPIRING:
         base["reason_text"] += f" (≤ {a.tier} ngày)" if li == 0 else f" (≤ {a.tier} days)"
     if a.children:
-        head = "Không tới được: " if li == 0 else "Unreachable: "
+        if a.kind in (AlertKind.CERT_EXPIRING, AlertKind.CERT_EXPIRED):  # the endpoints serving it
+            head = "Thấy tại: " if li == 0 else "Seen at: "
+        else:
+            head = "Không tới được: " if li == 0 else "Unreachable: "
         base["children"] = head + ", ".join(a.children) + "\n"
     if a.in_maintenance:
         base["maintenance"] = "(trong thời gian bảo trì)\n" if li == 0 else "(during maintenance)\n"

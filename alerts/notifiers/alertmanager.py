@@ -60,7 +60,8 @@ def alert_json(n: Notification, ctx: RenderContext) -> dict[str, Any]:
     if a.reason:
         annotations["reason"] = a.reason
     if a.children:
-        annotations["unreachable"] = ", ".join(a.children)
+        cert = a.kind.value in ("cert_expiring", "cert_expired")
+        annotations["seen_at" if cert else "unreachable"] = ", ".join(a.children)
     if a.in_maintenance:
         annotations["maintenance"] = "true"
     out: dict[str, Any] = {

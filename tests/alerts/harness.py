@@ -61,9 +61,8 @@ alerting:
     hook: {{type: webhook, url: "{receiver_url}/hook", hmac_key_env: WW_HARNESS_HOOK_KEY, timeout: 2s}}
   default_receivers: [hook]
   delivery: {{backoff_initial: 0.5s, backoff_max: 2s, tick: 0.5s, alertmanager_resend: 1h}}
-  # The global guard is off here: the lab's built-in imperfections fail every round, and with
-  # one cut unit they reach the guard's 'arming' share of a 10-unit lab (pages then wait).
-  policy: {{global_min_targets: 100000}}
+  # The global guard runs with its defaults: the lab's built-in imperfections fail from the start,
+  # which is not a new failure, and any 'global_check' wait is bounded by the guard's window.
 {extra}"""
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from alerts.engine import ActiveAlert, AlertEngine, AlertPolicy
 from alerts.maintenance import MaintenanceCalendar, Window
 from alerts.model import AlertKind, Event
-from probes.base import Reason, Sample
+from monitor.targets import Target
+from probes.base import ProbeResult, Reason, Sample
 from tests.alerts.helpers import (
     FAIL,
     OK,
@@ -179,6 +181,92 @@ def test_certificate_files_alert_per_certificate() -> None:
     assert len(out) == 2
 
 
+def _chain(fingerprint: str, not_after: float, *, expired: bool = False) -> ProbeResult:
+    samples = (Sample("probe_ssl_earliest_cert_expiry", not_after),
+               Sample("probe_ssl_last_chain_info", 1.0, (("fingerprint_sha256", fingerprint), ("subject", "CN=x"))))
+    return fail(Reason.TLS_EXPIRED, *samples) if expired else ok(*samples)
+
+
+def _cert_endpoints() -> list[Target]:
+    """One certificate served by a unit's portal, its old domain (redirecting to the portal: the
+    final host's chain), its certs/tls target, and another unit's portal."""
+    return [target("portal", "http"),
+            target("portal", "http", addr="https://old-xa.example.vn/", expect_redirect_to="https://new.example.vn/"),
+            target("certs", "tls", addr="portal.example.vn:443"),
+            target("portal", "http", unit=UNIT + 1)]
+
+
+def test_one_certificate_on_several_endpoints_is_one_alert_per_tier_listing_where() -> None:
+    ends = _cert_endpoints()
+    eng = engine(*ends)
+    not_after = at(-3 * 86400).timestamp()
+    r = _chain("ab" * 32, not_after, expired=True)
+    out = [n for m in range(60) for t in ends for n in eng.on_result(t, r, at(m * 60))]
+    assert events(out) == [(f"cert_expired:sha256:{'ab' * 32}@{int(not_after)}", "firing")]
+    (a,) = eng.active()
+    assert a.alert.unit_code == UNIT and a.alert.target == ends[0].target
+    assert a.alert.children == tuple(t.key for t in ends)
+    # renewed on all but one endpoint: still open; then on the last one too: one resolution
+    renewed = _chain("cd" * 32, at(400 * 86400).timestamp())
+    out = [n for m in range(60, 65) for t in ends[:3] for n in eng.on_result(t, renewed, at(m * 60))]
+    assert out == [] and len(eng.active()) == 1
+    out = [n for m in range(65, 70) for n in eng.on_result(ends[3], renewed, at(m * 60))]
+    assert events(out) == [(a.alert.id, "resolved")] and eng.active() == []
+
+
+def test_a_shared_certificate_walks_its_tiers_once_whichever_endpoint_reports() -> None:
+    ends = _cert_endpoints()
+    eng = engine(*ends)
+    not_after = at(40 * 86400).timestamp()
+    out = []
+    for hour in range(0, 41 * 24, 6):
+        t = ends[(hour // 6) % len(ends)]
+        out += eng.on_result(t, _chain("ef" * 32, not_after, expired=hour >= 40 * 24), at(hour * 3600))
+    assert [(n.alert.kind.value, n.alert.tier) for n in out] == [
+        ("cert_expiring", 30), ("cert_expiring", 14), ("cert_expiring", 7), ("cert_expiring", 1),
+        ("cert_expired", None)]
+    assert len(eng.active()) == 1
+
+
+def test_a_shared_certificate_is_suppressed_only_while_every_endpoint_is_in_maintenance() -> None:
+    ends = _cert_endpoints()[:3]
+    r = _chain("01" * 32, at(-86400).timestamp(), expired=True)
+    whole = MaintenanceCalendar([Window(UNIT, None, at(0), at(10_000))])
+    eng = AlertEngine(POLICY, ends, whole)
+    assert [n for t in ends for n in eng.on_result(t, r, at(60))] == []
+    portal_only = MaintenanceCalendar([Window(UNIT, "portal", at(0), at(10_000))])
+    eng = AlertEngine(POLICY, ends, portal_only)
+    out = [n for t in ends for n in eng.on_result(t, r, at(60))]
+    assert len(out) == 1 and out[0].alert.kind is AlertKind.CERT_EXPIRED  # certs/tls is not in a window
+
+
+def test_shared_certificate_survives_restart_and_format_1_state_is_adopted() -> None:
+    ends = _cert_endpoints()
+    eng = engine(*ends)
+    r = _chain("ab" * 32, at(-86400).timestamp(), expired=True)
+    assert len([n for t in ends for n in eng.on_result(t, r, at(60))]) == 1
+    eng2 = AlertEngine.load(POLICY, ends, json.loads(json.dumps(eng.dump())))
+    assert [n for t in ends for n in eng2.on_result(t, r, at(120))] == []
+    assert [a.alert.children for a in eng2.active()] == [a.alert.children for a in eng.active()]
+    # a target removed from the inventory: the certificate is still seen elsewhere, nothing resolves
+    assert eng2.set_targets(ends[1:], at(130)) == []
+    assert len(eng2.active()) == 1
+
+    # format 1 (certificates per target, before identities): the same alert continues
+    t = ends[0]
+    legacy = f"@{int(at(-86400).timestamp())}"
+    aid = f"cert_expired:{t.key}#{legacy}"
+    (a,) = eng.active()
+    old = replace(a, key=t.key, alert=replace(a.alert, id=aid, children=(), labels=()))
+    v1 = {"version": 1, "alerts": [old.to_json()], "targets": {t.key: {"certs": {legacy: [aid, 0]}}},
+          "global": {"firing": False}}
+    eng3 = AlertEngine.load(POLICY, ends, json.loads(json.dumps(v1)))
+    assert [n for t2 in ends for n in eng3.on_result(t2, r, at(180))] == []
+    renewed = _chain("cd" * 32, at(400 * 86400).timestamp())
+    out = [n for m in range(4, 8) for t2 in ends for n in eng3.on_result(t2, renewed, at(m * 60))]
+    assert events(out) == [(aid, "resolved")]
+
+
 # -- dependencies: link -> children ------------------------------------------------------------------
 
 
@@ -303,6 +391,53 @@ def test_after_the_global_guard_clears_targets_still_down_page() -> None:
     # portal pages on its next failed round (with its re-checks): at most three intervals,
     # however the targets' phases fall
     assert t_page - t_clear <= 3 * portal.interval + portal.rechecks * portal.recheck_spacing + 1
+
+
+def test_long_standing_failures_do_not_hold_a_new_outage() -> None:
+    """20% of the targets fail from the start (built-in breakage): they are not a network-wide cut,
+    so a new single-target outage pages within its confirmation time (+ at most the guard's window)."""
+    units = [UNIT + i for i in range(40)]
+    eng, sim = isolation_sim(*units)
+    broken = {t.key for t in sim.targets if t.service != "link"}
+    broken = set(sorted(broken)[: len(sim.targets) // 5])
+    portal = next(t for t in sim.targets if t.service == "portal" and t.key not in broken)
+
+    def faults(t: object, s: float) -> object:
+        if t.key in broken or (t == portal and s >= 600):  # type: ignore[attr-defined]
+            return FAIL
+        return OK
+
+    sim.run(590, faults)  # type: ignore[arg-type]
+    assert not any(a.suppressed == "global_check" for a in eng.active())  # start-up wait over
+    notes = sim.run(900, faults)  # type: ignore[arg-type]
+    assert events(notes) == [(f"target_down:{portal.key}", "firing")]
+    (t_page,) = [s for s, n in sim.notes if n.alert.id == notes[0].alert.id]
+    confirm = portal.interval + portal.rechecks * portal.recheck_spacing + portal.interval + 5  # + the link's answer
+    assert t_page - 600 <= confirm + POLICY.global_window_seconds
+
+
+def test_global_check_holds_a_page_at_most_the_guard_window() -> None:
+    """A steady drip of new failures (one a second, never enough to trip the guard) keeps it
+    'arming'; each page it holds goes out after at most global_window_seconds."""
+    policy = AlertPolicy(open_after=1)
+    drip = [target(unit=UNIT + i, rechecks=0) for i in range(60)]
+    fill = [target("procedures", unit=UNIT + 100 + i, rechecks=0) for i in range(200)]
+    eng = AlertEngine(policy, drip + fill)
+    paged: dict[str, float] = {}
+    k = 0
+    for s in range(60):
+        for _ in range(4):  # healthy rounds: the failures stay under the guard's share
+            eng.on_result(fill[k % len(fill)], OK, at(s + 0.5))
+            k += 1
+        for n in eng.on_result(drip[s], FAIL, at(s)) + eng.on_tick(at(s + 0.9)):
+            paged.setdefault(n.alert.id, s + 0.9)
+    for s in range(60, 80):
+        for n in eng.on_tick(at(s)):
+            paged.setdefault(n.alert.id, s)
+    assert not any(a.alert.kind.value == "monitoring_degraded" for a in eng.active())
+    assert len(paged) == 60
+    waits = [paged[f"target_down:{t.key}"] - i for i, t in enumerate(drip)]
+    assert max(waits) <= policy.global_window_seconds + 1, waits
 
 
 # -- flapping --------------------------------------------------------------------------------------
