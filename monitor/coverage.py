@@ -13,7 +13,6 @@ Writes go through the store's writer thread (``Store.submit_job``), never the ev
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -116,4 +115,4 @@ class Recorder:
         self.tick()
 
     async def downsample(self) -> None:  # an APScheduler job, hourly
-        await asyncio.to_thread(self.store.prune_rollups_sync)
+        self.store.downsample()

@@ -433,14 +433,23 @@ class Store:
 
     def prune_rollups_sync(self, now: datetime | None = None) -> int:
         """Downsampling: drop minute rollups past their retention (the hour rows hold the same
-        counts) and hour rollups past theirs; returns how many rows. Run hourly."""
-        now = now or datetime.now(UTC)
+        counts) and hour rollups past theirs; returns how many rows."""
         with contextlib.closing(connect(self.path)) as conn:
-            n = conn.execute("DELETE FROM rollups WHERE res_s = 60 AND bucket_ms < ?",
-                             (_ms(now - self.rollup_minute_retention),)).rowcount
-            n += conn.execute("DELETE FROM rollups WHERE res_s = 3600 AND bucket_ms < ?",
-                              (_ms(now - self.rollup_hour_retention),)).rowcount
-            return n
+            return self._prune_rollups(conn, now or datetime.now(UTC))
+
+    def downsample(self, now: datetime | None = None) -> None:
+        """``prune_rollups_sync`` queued to the writer thread (hourly: a national store drops
+        millions of minute rows at once; in the writer they wait their turn, never lock it out)."""
+        at = now or datetime.now(UTC)
+        self.submit_job(Job(lambda conn, _ids: log.debug("%d rollup rows pruned", self._prune_rollups(conn, at)),
+                            "rollup downsampling"))
+
+    def _prune_rollups(self, conn: sqlite3.Connection, now: datetime) -> int:
+        n: int = conn.execute("DELETE FROM rollups WHERE res_s = 60 AND bucket_ms < ?",
+                              (_ms(now - self.rollup_minute_retention),)).rowcount
+        n += conn.execute("DELETE FROM rollups WHERE res_s = 3600 AND bucket_ms < ?",
+                          (_ms(now - self.rollup_hour_retention),)).rowcount
+        return n
 
 
 def _reason(value: str | None) -> Reason | None:

@@ -60,4 +60,4 @@ def test_national_bench_smoke(tmp_path: Path) -> None:
             assert r["cpu"] >= 0 and not math.isnan(r["cpu_per_1k"]), (kind, prober)
         # the lab answers (a few built-in imperfections fail on purpose)
         assert sides["blackbox"]["ok"] > 0 and sides["naive"]["ok"] > 0, kind
-    assert "| kind | targets |" in proc.stdout
+    assert "| kind | targets |" in stdout

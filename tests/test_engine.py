@@ -181,9 +181,10 @@ async def test_first_probes_spread_over_one_interval(tmp_path: Path, peer: Peer)
         offsets = sorted(a - t0 for a in peer.accepted)
         assert len(offsets) == 60
         assert offsets[-1] - offsets[0] > 1.0  # spread over most of the 2 s interval
-        # never more than a quarter of them in any 200 ms slice
+        # never a third of them in one 200 ms slice (phases are hash-spread, not exact, and a
+        # busy CI loop bunches a few more; all-at-once would put all 60 in one slice)
         worst = max(sum(1 for o in offsets if s <= o < s + 0.2) for s in offsets)
-        assert worst <= 15
+        assert worst < 20
     finally:
         server.close()
         await server.wait_closed()

@@ -5,7 +5,9 @@ range with ``step`` = the scrape interval; a sample at t stands for [t, t + step
 Prometheus has no sample (wardwatch was not scraped: staleness markers end the series) the
 target is UNKNOWN, as the store's coverage makes it. An outage is dated from its first failed
 probe by walking back over the ``probe_success == 0`` samples just before the confirmed DOWN,
-so both sources agree within one scrape interval.
+so both sources agree within one scrape interval. Better still, a change is dated by
+``wardwatch_target_last_change_timestamp_seconds`` (the store's own date of it) when Prometheus
+has it.
 """
 
 from __future__ import annotations
@@ -62,24 +64,40 @@ def query_range(url: str, expr: str, start: float, end: float, step: float, *, t
 
 
 def timeline_from_samples(
-    states: list[tuple[float, float]], success: list[tuple[float, float]], start: float, end: float, step: float
+    states: list[tuple[float, float]],
+    success: list[tuple[float, float]],
+    start: float,
+    end: float,
+    *,
+    step: float,
+    since: list[tuple[float, float]] | None = None,
 ) -> list[Interval]:
-    """A target's timeline from its state samples (and probe_success to date outages back)."""
+    """A target's timeline from its state samples. A change seen between two consecutive
+    samples is dated by wardwatch's own ``wardwatch_target_last_change_timestamp_seconds``
+    (an outage's first failed probe) when that lies in the window, else, for an outage, by
+    the ``probe_success == 0`` samples just before its confirmation, else at the sample."""
     failed = {round(t, 3) for t, v in success if v == 0}
+    changed_at = {round(t, 3): v for t, v in since or ()}
     out: list[Interval] = []
     at = start
+    prev_state: State | None = None
+    prev_t = -1.0
     for i, (t, v) in enumerate(states):
         if t >= end:
             break
         state = VALUE_STATE.get(int(v), State.UNKNOWN)
         begin = max(t, start)
-        if state in (State.DOWN, State.UNREACHABLE) and i > 0 and VALUE_STATE.get(int(states[i - 1][1])) is State.UP:
-            # the failed probes that preceded the confirmation: the outage began at the first
-            j = i - 1
-            while j >= 0 and VALUE_STATE.get(int(states[j][1])) is State.UP and round(states[j][0], 3) in failed:
-                j -= 1
-            if j < i - 1:
-                begin = max(states[j + 1][0], start)
+        if prev_state is not None and state is not prev_state and t - prev_t <= 1.5 * step:
+            exact = changed_at.get(round(t, 3))
+            if exact is not None and prev_t - 2 * step <= exact < t:
+                begin = max(exact, start)
+            elif state in (State.DOWN, State.UNREACHABLE) and prev_state is State.UP:
+                j = i - 1
+                while j >= 0 and VALUE_STATE.get(int(states[j][1])) is State.UP and round(states[j][0], 3) in failed:
+                    j -= 1
+                if j < i - 1:
+                    begin = max(states[j + 1][0], start)
+            if begin < t:
                 while out and out[-1].start >= begin:
                     out.pop()
                 if out and out[-1].end > begin:
@@ -92,6 +110,7 @@ def timeline_from_samples(
         if stop > begin:
             out.append(Interval(begin, stop, state))
         at = max(at, stop)
+        prev_state, prev_t = state, t
     if end > at:
         out.append(Interval(at, end, State.UNKNOWN))
     return _coalesce(out)
@@ -103,10 +122,11 @@ def load_prometheus(url: str, start: float, end: float, step: float, keys: set[s
         raise ReportError(f"prometheus {url}: no wardwatch_target_state samples in the range "
                           "(is it scraping wardwatch, and does it keep data that old?)")
     success = query_range(url, "probe_success", start, end, step)
+    since = query_range(url, "wardwatch_target_last_change_timestamp_seconds", start, end, step)
     targets: dict[str, TargetHistory] = {}
     for k, v in states.items():
         if keys is not None and k not in keys:
             continue
-        tl = timeline_from_samples(v, success.get(k, []), start, end, step)
+        tl = timeline_from_samples(v, success.get(k, []), start, end, step=step, since=since.get(k))
         targets[k] = (tl[0].state, tl[0].reason, [(iv.start, iv.state, iv.reason) for iv in tl[1:]])
     return History(start, end, targets, [], [(start, end)], "prometheus")

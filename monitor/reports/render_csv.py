@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 
 from monitor.reports.intervals import Figures
-from monitor.reports.sla import Report, incident_rows
+from monitor.reports.sla import Report, incident_rows, iso_utc
 
 COLUMNS = (
     "record", "unit_code", "unit", "service", "availability_percent", "sla_target_percent", "passed",
@@ -46,7 +45,7 @@ def render(report: Report) -> str:
                         "", "", "", "", ""])
     for u, r, i in incident_rows(report):
         w.writerow(["incident", u.code, u.name, r.service, "", "", "", "", "", "", "", "", "", "", "", "",
-                    datetime.fromtimestamp(i.start, UTC).isoformat(), datetime.fromtimestamp(i.end, UTC).isoformat(),
+                    iso_utc(i.start), iso_utc(i.end),
                     _num(i.seconds), (i.reason or "") + (" (unreachable)" if i.unreachable else ""),
                     i.in_maintenance])
     return buf.getvalue()

@@ -63,7 +63,7 @@ def heatmap(report: Report) -> str:
     if not units or not days:
         return ""
     zone = ZoneInfo(report.tz)
-    cw = max(4, min(22, 800 // len(days)))
+    cw = max(4, min(28, 800 // len(days)))
     ch, left, top = 12, 190, 28
     every = max(1, len(days) // 15)
     parts: list[str] = []

@@ -11,8 +11,10 @@ are cut out of numerator and denominator.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
+import time as _time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -222,12 +224,12 @@ def load_store(path: Path, start: datetime, end: datetime, keys: set[str] | None
         for tid, olds, ats, news, reasons in conn.execute(
             # INDEXED BY: a walk of (target_id, at_ms) gives each target's changes in time order
             # with no temporary B-tree (3x faster than ORDER BY on millions of rows).
-            "SELECT target_id, group_concat(old, char(31)), group_concat(at_ms / 1000.0, char(31)),"
+            "SELECT target_id, group_concat(old, char(31)), group_concat(at_ms, char(31)),"
             " group_concat(new, char(31)), group_concat(coalesce(reason, ''), char(31))"
             " FROM changes INDEXED BY changes_target_at WHERE at_ms > ? AND at_ms < ? GROUP BY target_id",
             (s_ms, e_ms),
         ):
-            times = list(map(float, ats.split("\x1f")))
+            times = [ms / 1000 for ms in map(int, ats.split("\x1f"))]
             states = list(map(_STATE.__getitem__, news.split("\x1f")))
             whys = [r or None for r in reasons.split("\x1f")]
             inside[tid] = list(zip(times, states, whys, strict=True))
@@ -427,6 +429,23 @@ def verdict(passed: bool | None) -> str:
     return {True: "pass", False: "FAIL", None: "—"}[passed]
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_date(day: int) -> str:
+    return _time.strftime("%Y-%m-%d", _time.gmtime(day * 86400))
+
+
+def iso_utc(t: float) -> str:
+    """``datetime.fromtimestamp(t, UTC).isoformat()`` for millisecond times (every time of a
+    report is one), 3x faster: a national report writes millions of them."""
+    ms = round(t * 1000)
+    sec, msec = divmod(ms, 1000)
+    day, rem = divmod(sec, 86400)
+    hh, rem = divmod(rem, 3600)
+    mm, ss = divmod(rem, 60)
+    frac = f".{msec:03d}000" if msec else ""
+    return f"{_utc_date(day)}T{hh:02d}:{mm:02d}:{ss:02d}{frac}+00:00"
+
+
 def incident_rows(report: Report) -> list[tuple[UnitRow, ServiceRow, Incident]]:
     out = [(u, r, i) for u in report.units for r in u.services for i in r.figures.incident_list]
     out.sort(key=lambda x: (x[2].start, x[0].code, x[1].service))
@@ -451,8 +470,8 @@ def to_json(report: Report) -> dict[str, Any]:
 
     def inc(i: Incident) -> dict[str, Any]:
         return {
-            "start": datetime.fromtimestamp(i.start, UTC).isoformat(),
-            "end": datetime.fromtimestamp(i.end, UTC).isoformat(),
+            "start": iso_utc(i.start),
+            "end": iso_utc(i.end),
             "duration_seconds": round(i.seconds, 3),
             "reason": i.reason,
             "in_maintenance": i.in_maintenance,
