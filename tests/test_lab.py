@@ -44,7 +44,7 @@ def test_plan_is_pure_and_collision_free_at_national_scale() -> None:
             addresses.add(a)
     assert plan.PROCEDURES_ADDRESS not in addresses
     assert plan.decode(plan.PROCEDURES_ADDRESS) is None
-    assert plan.decode("127.0.0.1") is None and plan.decode("10.13.0.1") is None
+    assert plan.decode("127.0.0.1") is None and plan.decode("192.0.2.1") is None
     names = plan.all_names(units)
     assert len(set(names.values())) == len(names)  # one name per address
     assert all(n.endswith(".lab.test") for n in names)

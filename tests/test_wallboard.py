@@ -13,6 +13,7 @@ scripts/screenshots.sh copies them to docs/ for the README.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -54,9 +55,18 @@ INTERVAL, TIMEOUT, RECHECKS, SPACING = 5.0, 2.0, 1, 0.5
 # One interval, plus the re-checks and their timeouts, plus the SSE coalescing and scheduling slack.
 FAULT_BUDGET = INTERVAL + RECHECKS * (TIMEOUT + SPACING) + 0.3 + 3.0
 
-HAS_BROWSER = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
-needs_browser = pytest.mark.skipif(not HAS_BROWSER, reason="needs Debian chromium and chromium-driver "
-                                   "(scripts/setup-test-env.sh)")
+
+def needs_browser(test: Any) -> Any:
+    """A browser test fails (never skips) when the test setup did not install the browser."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for path in (CHROMIUM, CHROMEDRIVER):
+            if not os.path.exists(path):
+                pytest.fail(f"{path} is missing: run scripts/setup-test-env.sh (Debian chromium, chromium-driver)")
+        return test(*args, **kwargs)
+
+    return wrapper
 
 
 # -- pure summaries ---------------------------------------------------------------------------
@@ -84,8 +94,8 @@ def test_worst_state_wins_and_a_degraded_link_shows() -> None:
 
 def test_public_summary_hides_unreachable_and_everything_internal() -> None:
     engine = SimpleNamespace(
-        entries={e.target.key: e for e in (_entry(1, "link", State.DOWN, target="10.0.0.1"),
-                                           _entry(1, "portal", State.UNREACHABLE, target="10.0.0.2"))},
+        entries={e.target.key: e for e in (_entry(1, "link", State.DOWN, target="127.0.0.1"),
+                                           _entry(1, "portal", State.UNREACHABLE, target="127.0.0.2"))},
         inventory=SimpleNamespace(units=[SimpleNamespace(code=1, name="Phường Một", type="phường")]),
     )
     idx = wallboard.index(engine, wallboard.UnitIndex())

@@ -56,9 +56,9 @@ def test_rfc5769_sample_ipv4_response() -> None:
 
 
 def test_mapped_address_fallback_and_error_code() -> None:
-    plain = struct.pack("!BBH", 0, 1, 5000) + bytes([10, 0, 0, 9])
+    plain = struct.pack("!BBH", 0, 1, 5000) + bytes([127, 0, 0, 9])
     msg = stun.decode(stun.encode_message(stun.BINDING_SUCCESS, TID, [(stun.ATTR_MAPPED_ADDRESS, plain)]))
-    assert isinstance(msg, stun.StunMessage) and msg.mapped_address() == ("10.0.0.9", 5000)
+    assert isinstance(msg, stun.StunMessage) and msg.mapped_address() == ("127.0.0.9", 5000)
     err = stun.encode_message(stun.BINDING_ERROR, TID, [(stun.ATTR_ERROR_CODE, b"\0\0\x04\x14Unknown Attribute")])
     msg = stun.decode(err)
     assert isinstance(msg, stun.StunMessage) and msg.error() == (420, "Unknown Attribute")
@@ -130,7 +130,7 @@ class _Stun(asyncio.DatagramProtocol):
         tid = data[8:20]
         host, port = str(addr[0]), int(addr[1])
         stale = stun.encode_message(stun.BINDING_SUCCESS, b"x" * 12, [(stun.ATTR_XOR_MAPPED_ADDRESS,
-                                                                        stun.xor_address("10.9.9.9", 9, b"x" * 12))])
+                                                                        stun.xor_address("127.9.9.9", 9, b"x" * 12))])
         self.transport.sendto(stale, addr)  # another transaction's answer: ignored
         if self.kind == "error":
             reply = stun.encode_message(stun.BINDING_ERROR, tid, [(stun.ATTR_ERROR_CODE, b"\0\0\x05\x00Server Error")])

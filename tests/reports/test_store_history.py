@@ -32,14 +32,14 @@ def _v3_store(path: Path) -> None:
                 if stmt.strip():
                     conn.execute(stmt)
         conn.execute(f"PRAGMA user_version = {v + 1}")
-    conn.execute("INSERT INTO targets (id, key) VALUES (1, '1/link/icmp/10.0.0.1')")
+    conn.execute("INSERT INTO targets (id, key) VALUES (1, '1/link/icmp/127.0.0.1')")
     conn.executemany(
         "INSERT INTO changes (target_id, at_ms, old, new, reason, message) VALUES (1, ?, ?, ?, ?, '')",
         [(_ms(T0), "unknown", "up", None), (_ms(T0 + timedelta(hours=1)), "up", "down", "timeout"),
          (_ms(T0 + timedelta(hours=2)), "down", "up", None)],
     )
     conn.execute("INSERT INTO target_status (key, state, message, failures)"
-                 " VALUES ('1/link/icmp/10.0.0.1', 'up', '', 0)")
+                 " VALUES ('1/link/icmp/127.0.0.1', 'up', '', 0)")
     window = {"id": "mw-1", "unit_code": 1, "service": "link", "start": (T0 + timedelta(hours=3)).isoformat(),
               "end": (T0 + timedelta(hours=4)).isoformat(), "reason": "swap", "source": "runtime"}
     conn.execute("INSERT INTO maintenance (id, data) VALUES ('mw-1', ?)", (json.dumps(window),))
@@ -82,7 +82,7 @@ async def test_recorder_writes_heartbeats_and_rollups_and_prune_downsamples(tmp_
     store.open()
     rec = Recorder(store)
     rec.start(T0)
-    e = _Entry(_Target("1/link/icmp/10.0.0.1"))
+    e = _Entry(_Target("1/link/icmp/127.0.0.1"))
     for i, ok in enumerate([True, True, False, True]):
         rec.on_result(e, ProbeResult(success=ok, reason=None if ok else Reason.TIMEOUT,  # type: ignore[arg-type]
                                   duration_seconds=0.01 * (i + 1)),
@@ -106,7 +106,7 @@ async def test_downsampling_runs_in_the_writer_thread(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db", rollup_minute_days=0.25, rollup_hour_days=2)
     store.open()
     rec = Recorder(store)
-    e = _Entry(_Target("1/link/icmp/10.0.0.1"))
+    e = _Entry(_Target("1/link/icmp/127.0.0.1"))
     for h in (0, 10, 30, 60):
         rec.on_result(e, ProbeResult(success=True, reason=None, duration_seconds=0.01),  # type: ignore[arg-type]
                       T0 + timedelta(hours=h))
