@@ -332,6 +332,50 @@ def _phases(resolve: float, setup: float, rtt: float) -> list[Sample]:
     ]
 
 
+@dataclass(slots=True)
+class Round:
+    """What one round of echoes gave: a future per request sent (in order), the send error
+    that cut the round short if any, and the time spent opening the socket."""
+
+    futures: list[asyncio.Future[Reply]]
+    send_error: OSError | None
+    setup_seconds: float
+
+    def replies(self) -> list[Reply | None]:
+        return [f.result() if f.done() and not f.cancelled() else None for f in self.futures]
+
+
+async def echo_round(
+    family: int, mode: Mode, addr: str, payload: bytes, *, count: int, spacing: float, wait: float,
+    ctx: ProbeContext,
+) -> Round:
+    """Send ``count`` echoes ``spacing`` apart (stopping early rather than overrun the
+    deadline), then wait up to ``wait`` for the replies. OSError opening the socket raises;
+    shared by the icmp and link probes so both pace and match replies the same way."""
+    futures: list[asyncio.Future[Reply]] = []
+    send_error: OSError | None = None
+    setup_start = time.monotonic()
+    with lease(family, mode) as pinger:
+        setup_s = time.monotonic() - setup_start
+        try:
+            for i in range(count):
+                if i and spacing:
+                    if ctx.remaining() <= spacing:
+                        break
+                    await asyncio.sleep(spacing)  # pacing, not waiting for an event
+                try:
+                    futures.append(pinger.send(addr, payload))
+                except OSError as e:
+                    send_error = e
+                    break
+            if futures:
+                await asyncio.wait(futures, timeout=min(ctx.remaining(), wait))
+        finally:
+            for f in futures:
+                f.cancel()
+    return Round(futures, send_error, setup_s)
+
+
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
     try:
@@ -342,28 +386,12 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     addr = resolved.address
     mode: Mode = "auto" if cfg.privileged is None else ("raw" if cfg.privileged else "dgram")
     payload = os.urandom(cfg.payload_size)
-    futures: list[asyncio.Future[Reply]] = []
-    send_error: OSError | None = None
     setup_start = time.monotonic()
     try:
-        with lease(resolved.family, mode) as pinger:
-            setup_s = time.monotonic() - setup_start
-            try:
-                for i in range(cfg.count):
-                    if i and cfg.interval_seconds:
-                        if ctx.remaining() <= cfg.interval_seconds:
-                            break
-                        await asyncio.sleep(cfg.interval_seconds)  # pacing, not waiting for an event
-                    try:
-                        futures.append(pinger.send(addr, payload))
-                    except OSError as e:
-                        send_error = e
-                        break
-                if futures:
-                    await asyncio.wait(futures, timeout=ctx.remaining())
-            finally:
-                for f in futures:
-                    f.cancel()
+        rnd = await echo_round(
+            resolved.family, mode, addr, payload,
+            count=cfg.count, spacing=cfg.interval_seconds, wait=ctx.remaining(), ctx=ctx,
+        )
     except OSError as e:
         why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
         return failure(
@@ -371,11 +399,12 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             *_phases(resolve_s, time.monotonic() - setup_start, 0.0),
         )
 
-    replies = [f.result() for f in futures if f.done() and not f.cancelled()]
+    setup_s, send_error = rnd.setup_seconds, rnd.send_error
+    replies = [r for r in rnd.replies() if r is not None]
     answered = [r for r in replies if r.rtt is not None]
     errors = [r.error for r in replies if r.rtt is None]
     rtts = [r.rtt for r in answered if r.rtt is not None]
-    sent, received = len(futures), len(rtts)
+    sent, received = len(rnd.futures), len(rtts)
     loss = 1.0 - received / sent if sent else 1.0
     stats = rtt_stats(rtts) if rtts else {}
     samples: list[Sample] = [*resolved.samples(), *_phases(resolve_s, setup_s, stats.get("avg", 0.0))]

@@ -21,7 +21,6 @@ message, not a failure, so a slow-but-working link does not page like a dead one
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
@@ -38,7 +37,7 @@ from probes.base import (
     failure,
     os_error_reason,
 )
-from probes.icmp import Mode, Reply, lease
+from probes.icmp import Mode, echo_round
 
 GOOD, DEGRADED, DOWN = 2, 1, 0
 
@@ -125,34 +124,18 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     addr = resolved.address
     mode: Mode = "auto" if cfg.privileged is None else ("raw" if cfg.privileged else "dgram")
     payload = os.urandom(cfg.payload_size)
-    futures: list[asyncio.Future[Reply]] = []
-    send_error: OSError | None = None
     try:
-        with lease(resolved.family, mode) as pinger:
-            try:
-                for i in range(cfg.count):
-                    if i and cfg.spacing_seconds:
-                        if ctx.remaining() <= cfg.spacing_seconds:
-                            break
-                        await asyncio.sleep(cfg.spacing_seconds)  # pacing, not waiting for an event
-                    try:
-                        futures.append(pinger.send(addr, payload))
-                    except OSError as e:
-                        send_error = e
-                        break
-                if futures:
-                    await asyncio.wait(futures, timeout=min(ctx.remaining(), cfg.reply_timeout_seconds))
-            finally:
-                for f in futures:
-                    f.cancel()
+        rnd = await echo_round(
+            resolved.family, mode, addr, payload,
+            count=cfg.count, spacing=cfg.spacing_seconds, wait=cfg.reply_timeout_seconds, ctx=ctx,
+        )
     except OSError as e:
         why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
         return failure(os_error_reason(e), f"{why}: {e.strerror or e}", start, *resolved.samples())
 
-    rtts: list[float | None] = [
-        f.result().rtt if f.done() and not f.cancelled() else None for f in futures
-    ]
-    sent = len(futures)
+    rtts: list[float | None] = [r.rtt if r is not None else None for r in rnd.replies()]
+    send_error = rnd.send_error
+    sent = len(rnd.futures)
     received = sum(r is not None for r in rtts)
     loss = 1.0 - received / sent if sent else 1.0
     stats = round_stats(rtts)
