@@ -30,9 +30,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from monitor.state import Change, State, Status
-from monitor.targets import SERVICES, Target
-from probes.base import ProbeResult
+from monitor.exporter import EntryView
+from monitor.state import Change, State
+from monitor.targets import SERVICES
 
 log = logging.getLogger("wardwatch.wallboard")
 
@@ -52,17 +52,6 @@ PUBLIC_FILES = {"public.js": "public.js", "wallboard.css": "wallboard.css", "fav
 
 
 # -- what the wallboard reads (monitor.engine.Engine satisfies these) ---------------------------
-
-
-class BoardEntry(Protocol):
-    @property
-    def target(self) -> Target: ...
-    @property
-    def status(self) -> Status: ...
-    @property
-    def last(self) -> ProbeResult | None: ...
-    @property
-    def last_at(self) -> datetime | None: ...
 
 
 class BoardUnit(Protocol):
@@ -85,7 +74,7 @@ def iso(at: datetime | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z") if at is not None else None
 
 
-def shown_state(entry: BoardEntry) -> str:
+def shown_state(entry: EntryView) -> str:
     """The state a tile shows for one target (adds "degraded" to the engine's states)."""
     state = entry.status.state.value
     if state == State.UP.value and entry.last is not None and entry.last.value(LINK_QUALITY) == 1:
@@ -97,11 +86,11 @@ def worst(states: Iterable[str]) -> str:
     return max(states, key=RANK.__getitem__, default=State.UNKNOWN.value)
 
 
-def unit_summary(code: int, name: str, kind: str, entries: Sequence[BoardEntry]) -> dict[str, Any]:
+def unit_summary(code: int, name: str, kind: str, entries: Sequence[EntryView]) -> dict[str, Any]:
     """One tile: the unit's worst state, per service, counts per state, since when it is in it."""
     services: dict[str, str] = {}
     counts: dict[str, int] = {}
-    states: list[tuple[str, BoardEntry]] = []
+    states: list[tuple[str, EntryView]] = []
     for e in entries:
         s = shown_state(e)
         states.append((s, e))
@@ -126,7 +115,7 @@ def _ordered(services: Iterable[str]) -> list[str]:
     return sorted(services, key=lambda s: (order.get(s, len(order)), s))
 
 
-def cert_rows(entries: Iterable[BoardEntry], now: datetime, limit: int = CERTIFICATES_SHOWN) -> list[dict[str, Any]]:
+def cert_rows(entries: Iterable[EntryView], now: datetime, limit: int = CERTIFICATES_SHOWN) -> list[dict[str, Any]]:
     """Certificates expiring soonest, from the last result of every TLS, HTTPS and certfile probe."""
     rows: list[tuple[float, dict[str, Any]]] = []
     for e in entries:
@@ -145,7 +134,7 @@ def cert_rows(entries: Iterable[BoardEntry], now: datetime, limit: int = CERTIFI
     return [r for _, r in rows[:limit]]
 
 
-def target_row(e: BoardEntry) -> dict[str, Any]:
+def target_row(e: EntryView) -> dict[str, Any]:
     t, st, last = e.target, e.status, e.last
     return {
         "key": t.key, "service": t.service, "probe": t.probe, "target": t.target,
@@ -170,7 +159,7 @@ def _units_of(engine: Any) -> list[BoardUnit]:
 
 
 def index(engine: Any, cache: UnitIndex) -> UnitIndex:
-    entries: Mapping[str, BoardEntry] = engine.entries
+    entries: Mapping[str, EntryView] = engine.entries
     units = _units_of(engine)
     inventory = getattr(engine, "inventory", None)
     if cache.of[0] is entries and cache.of[1] is inventory:
@@ -186,7 +175,7 @@ def index(engine: Any, cache: UnitIndex) -> UnitIndex:
 
 
 def summaries(engine: Any, idx: UnitIndex, codes: Iterable[int]) -> list[dict[str, Any]]:
-    entries: Mapping[str, BoardEntry] = engine.entries
+    entries: Mapping[str, EntryView] = engine.entries
     out = []
     for code in codes:
         name, kind = idx.units.get(code, (str(code), ""))
@@ -362,7 +351,7 @@ async def unit_json(request: web.Request) -> web.Response:
     idx = index(wb.engine, wb.idx)
     if code not in idx.units:
         return web.json_response({"error": f"no unit {code}"}, status=404)
-    entries: Mapping[str, BoardEntry] = wb.engine.entries
+    entries: Mapping[str, EntryView] = wb.engine.entries
     es = [entries[k] for k in idx.keys.get(code, ()) if k in entries]
     name, kind = idx.units[code]
     out = unit_summary(code, name, kind, es)
@@ -377,7 +366,7 @@ async def unit_json(request: web.Request) -> web.Response:
     return _json(out)
 
 
-def _history(store: ChangesStore, entries: Sequence[BoardEntry]) -> list[dict[str, Any]]:
+def _history(store: ChangesStore, entries: Sequence[EntryView]) -> list[dict[str, Any]]:
     """The unit's recent state changes, newest first (a thread: SQLite reads block)."""
     since = datetime.now(UTC) - timedelta(days=HISTORY_DAYS)
     targets = {e.target.key: e.target for e in entries}
