@@ -121,9 +121,11 @@ class AlertPolicy:
     open_after: int = 3  # consecutive failed results (re-checks included) before a down alert opens
     close_after: int = 2  # consecutive successes before it resolves
     cert_tiers: tuple[int, ...] = (30, 14, 7, 1)
-    degraded_loss_ratio: float = 0.05
-    degraded_rtt_seconds: float = 0.150
-    degraded_rounds: int = 3
+    # The same limits as the Prometheus rule WardwatchLinkDegraded (> 20% loss or > 250 ms mean RTT
+    # for 2m, i.e. ~5 rounds at 30 s): a lone lost ping in a short round must not open a ticket.
+    degraded_loss_ratio: float = 0.2
+    degraded_rtt_seconds: float = 0.250
+    degraded_rounds: int = 5
     flap_window: int = 21
     flap_high: float = 0.5
     flap_low: float = 0.25

@@ -202,6 +202,7 @@ def trim_inventory(doc: dict[str, Any]) -> dict[str, Any]:
     d = doc["defaults"]
     d["templates"].pop("procedures", None)
     d["probes"]["icmp"] = {**d["probes"].get("icmp", {}), "count": 1}
+    d.get("services", {}).get("link", {}).pop("icmp", None)  # the link pings once too
     d["probes"]["http"] = {**d["probes"].get("http", {}), "follow_redirects": False}
     for u in doc["units"]:
         u["merged_from"] = u["merged_from"][:1]

@@ -383,7 +383,7 @@ units:
 """
     assert problems_of(text) == [
         "inv.yaml:4: unit 26506: link.address: not an IP address or host name: '1.2.3.999'",
-        "inv.yaml:5: unit 26536: link.interval: timeout 10s must be shorter than interval 1s",
+        "inv.yaml:5: unit 26536: link.interval: timeout 2s must be shorter than interval 1s",
         "inv.yaml:6: unit 26506: code: duplicate unit code (first at line 4)",
     ]
 

@@ -55,3 +55,18 @@ def test_link_expands_to_quality_or_ping_plus_snmp() -> None:
     assert s2.config.effective_version == "3" and s2.config.v3_user == "noc"
     assert s2.config.auth_key_file == "/run/secrets/auth" and s2.config.priv_key_env == "WW_PRIV"
     assert s2.config.interfaces == ("Gi0/0",)
+
+
+def _timeouts(defaults: str) -> dict[str, float]:
+    text = BASE.replace("defaults:\n", "defaults:\n" + defaults, 1)
+    inv = parse_inventory(text, "inv.yaml", system_resolver="127.0.0.53:53")
+    return {t.probe: t.timeout for t in inv.targets if t.unit_code == 26536}
+
+
+def test_link_echo_has_its_own_short_timeout_unless_one_is_written() -> None:
+    assert _timeouts("") == {"icmp": 2.0, "snmp": 10.0}  # built-in: 2 s echo, SNMP keeps 10 s
+    assert _timeouts("  timeout: 4s\n") == {"icmp": 4.0, "snmp": 4.0}  # a written timeout wins
+    at = "    link:\n      snmp: {community_env"
+    with_link = BASE.replace(at, "    link:\n      timeout: 3s\n      snmp: {community_env", 1)
+    inv = parse_inventory(with_link, "inv.yaml", system_resolver="127.0.0.53:53")
+    assert {t.probe: t.timeout for t in inv.targets if t.unit_code == 26536} == {"icmp": 3.0, "snmp": 3.0}

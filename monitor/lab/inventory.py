@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from monitor.inventory import LINK_TIMEOUT
 from monitor.lab import imperfections
 from monitor.lab.config import LabConfig
 from monitor.lab.plan import PROCEDURES_HOST, LabUnit
@@ -86,6 +87,7 @@ def _unit_doc(cfg: LabConfig, u: LabUnit, national: bool) -> dict[str, Any]:
 
 def inventory_text(cfg: LabConfig, province: int | str, units: list[LabUnit]) -> str:
     t = cfg.timing
+    link_timeout = min(LINK_TIMEOUT, t.timeout)
     where = "all provinces" if province == "all" else f"province {province} ({provinces()[int(province)]})"
     head = (
         f"# wardwatch lab inventory: {len(units)} simulated units of {where}.\n"
@@ -103,6 +105,15 @@ def inventory_text(cfg: LabConfig, province: int | str, units: list[LabUnit]) ->
             "templates": {
                 "procedures": f"https://{PROCEDURES_HOST}:{cfg.ports.https}/{{code}}/",
                 "old_domain_url": f"http://{{domain}}:{cfg.ports.http}/",
+            },
+            # The link as a real inventory would have it: its own short timeout (the parent's
+            # confirmation dates every 'unit isolated') and 5 pings a round, so one lost ping
+            # reads as 20% loss, not 50% (alerts/engine.py's link-degraded limit is > 20%).
+            "services": {
+                "link": {
+                    "timeout": f"{link_timeout:g}s",
+                    "icmp": {"count": 5, "interval_seconds": round(min(0.1, link_timeout / 10), 3)},
+                },
             },
             "probes": {
                 "icmp": {"count": 2, "interval_seconds": 0.1},

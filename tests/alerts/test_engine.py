@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
+from pathlib import Path
+
+import yaml
 
 from alerts.engine import ActiveAlert, AlertEngine, AlertPolicy
 from alerts.maintenance import MaintenanceCalendar, Window
@@ -28,6 +32,7 @@ from tests.alerts.helpers import (
 )
 
 POLICY = AlertPolicy()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def engine(*targets: object, policy: AlertPolicy = POLICY, **kw: object) -> AlertEngine:
@@ -109,24 +114,49 @@ def test_snmp_interface_down_and_reboot_from_results() -> None:
 def test_link_degraded_after_k_rounds_over_thresholds() -> None:
     link = target("link", "icmp")
     eng = engine(link)
+    k = AlertPolicy().degraded_rounds
 
     def icmp(loss: float, rtt: float) -> object:
         avg = Sample("wardwatch_icmp_rtt_seconds", rtt, (("stat", "avg"),))
         return ok(Sample("wardwatch_icmp_loss_ratio", loss), avg)
 
     out = []
-    for i, (loss, rtt) in enumerate([(0.1, 0.01), (0.0, 0.2), (0.0, 0.01), (0.1, 0.01), (0.0, 0.3)]):
+    bad = [(0.4, 0.01), (0.0, 0.3)]  # over the loss limit, over the RTT limit
+    for i in range(3 * k):  # bad rounds, but never k in a row
+        loss, rtt = bad[i % 2] if i % k else (0.0, 0.01)
         out += eng.on_result(link, icmp(loss, rtt), at(i * 30))  # type: ignore[arg-type]
-    assert out == []  # never 3 rounds in a row
-    out = [n for i in range(3) for n in eng.on_result(link, icmp(0.2, 0.01), at(200 + i * 30))]  # type: ignore[arg-type]
+    assert out == []
+    out = [n for i in range(k) for n in eng.on_result(link, icmp(0.4, 0.01), at(1000 + i * 30))]  # type: ignore[arg-type]
     assert events(out) == [(f"link_degraded:{link.key}", "firing")]
-    assert "20% packet loss" in out[0].alert.message and out[0].alert.severity == "ticket"
-    out = [n for i in range(2) for n in eng.on_result(link, icmp(0.0, 0.01), at(400 + i * 30))]  # type: ignore[arg-type]
+    assert "40% packet loss" in out[0].alert.message and out[0].alert.severity == "ticket"
+    out = [n for i in range(2) for n in eng.on_result(link, icmp(0.0, 0.01), at(2000 + i * 30))]  # type: ignore[arg-type]
     assert events(out) == [(f"link_degraded:{link.key}", "resolved")]
     # the link probe's own grading, when present, decides
     graded = ok(Sample("wardwatch_link_quality", 1.0), Sample("wardwatch_icmp_loss_ratio", 0.0))
-    out = [n for i in range(3) for n in eng.on_result(link, graded, at(600 + i * 30))]
+    out = [n for i in range(k) for n in eng.on_result(link, graded, at(3000 + i * 30))]
     assert firing(out) == [f"link_degraded:{link.key}"]
+
+
+def test_one_lost_ping_in_every_round_is_not_a_degraded_link() -> None:
+    # The 5%-loss soak's case: 5 pings a round, one lost each time, for an hour.
+    link = target("link", "icmp")
+    eng = engine(link)
+    out = [n for i in range(120) for n in eng.on_result(link, ok(Sample("wardwatch_icmp_loss_ratio", 0.2)), at(i * 30))]
+    assert out == []
+
+
+def test_link_degraded_limits_match_the_prometheus_rule() -> None:
+    # Both paths must ticket the same link: the built-in defaults are the rule's numbers.
+    doc = yaml.safe_load((ROOT / "alerts" / "rules" / "wardwatch.yml").read_text(encoding="utf-8"))
+    rules = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "WardwatchLinkDegraded"]
+    by = {r["labels"]["degradation"]: r for r in rules}
+    loss = re.search(r"wardwatch_icmp_loss_ratio\{[^}]*\} > ([0-9.]+)", by["loss"]["expr"])
+    rtt = re.search(r"\) > ([0-9.]+)", by["latency"]["expr"])
+    assert loss and rtt
+    p = AlertPolicy()
+    assert float(loss.group(1)) == p.degraded_loss_ratio and float(rtt.group(1)) == p.degraded_rtt_seconds
+    rounds_in_for = 120 / 30  # for: 2m at the 30 s interval; the engine confirms on the next round
+    assert by["loss"]["for"] == by["latency"]["for"] == "2m" and p.degraded_rounds == rounds_in_for + 1
 
 
 # -- certificates ---------------------------------------------------------------------------------
