@@ -30,7 +30,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import bcrypt
 from cryptography import x509
@@ -141,10 +141,31 @@ class _Extension(_Strict):
     api_rate_limit: _RateLimit = Field(default_factory=_RateLimit)
 
 
-class _File(_Strict):
+class _TLSSection(_Strict):
     tls_server_config: _TLS | None = None
+
+
+class _UsersSection(_Strict):
     basic_auth_users: dict[str, str] | None = None
+
+
+class _ExtensionSection(_Strict):
     wardwatch: _Extension = Field(default_factory=_Extension)
+
+
+class _File(_TLSSection, _UsersSection, _ExtensionSection):
+    """The whole file: its keys are the three sections'."""
+
+
+S = TypeVar("S", bound=_Strict)
+
+
+def _section(model: type[S], data: dict[Any, Any], key: str, p: _Problems) -> S | None:
+    try:
+        return model.model_validate({key: data[key]} if key in data else {})
+    except ValidationError as exc:
+        p.validation_errors(exc)
+        return None
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -174,26 +195,30 @@ def parse_web_config(text: str, source: str | Path) -> WebConfig:
     if not isinstance(doc.data, dict):
         p.add((), "must be a mapping of tls_server_config, basic_auth_users, wardwatch")
         raise WebConfigError(p.problems)
-    try:
-        raw = _File.model_validate(doc.data)
-    except ValidationError as exc:
-        p.validation_errors(exc)
-        raise WebConfigError(p.sorted()) from None
-    users = _users(raw, p)
-    roles = dict(raw.wardwatch.roles)
-    if roles and not raw.basic_auth_users:
+    data: dict[Any, Any] = doc.data
+    for key in data:
+        if key not in _File.model_fields:
+            supported = (key,) not in UNSUPPORTED
+            p.add((key,), "unknown key" if supported else "exporter-toolkit option that wardwatch does not support")
+    # Each section on its own, so that one section's mistake does not hide another's.
+    tls_raw = _section(_TLSSection, data, "tls_server_config", p)
+    users_raw = _section(_UsersSection, data, "basic_auth_users", p)
+    ext = _section(_ExtensionSection, data, "wardwatch", p)
+    users = _users(users_raw.basic_auth_users if users_raw else None, p)
+    named = (users_raw.basic_auth_users or {}) if users_raw else {}
+    roles = dict(ext.wardwatch.roles) if ext else {}
+    if roles and not named:
         p.add(("wardwatch", "roles"), "roles need basic_auth_users")
-    elif raw.basic_auth_users:
-        for user in roles:
-            if user not in raw.basic_auth_users:
-                p.add(("wardwatch", "roles", user), "no such user in basic_auth_users")
+    for user in roles if named else ():
+        if user not in named:
+            p.add(("wardwatch", "roles", user), "no such user in basic_auth_users")
     tls: TLSSettings | None = None
     context: ssl.SSLContext | None = None
-    if raw.tls_server_config is not None:
-        tls, context = _tls(raw.tls_server_config, source.parent, p)
-    if p.problems:
+    if tls_raw is not None and tls_raw.tls_server_config is not None:
+        tls, context = _tls(tls_raw.tls_server_config, source.parent, p)
+    if p.problems or ext is None:
         raise WebConfigError(p.sorted())
-    rl = raw.wardwatch.api_rate_limit
+    rl = ext.wardwatch.api_rate_limit
     dummy = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(max(int(h[4:6]) for h in users.values()))) if users else b""
     return WebConfig(source, tls, users, roles, RateLimit(rl.requests_per_second, rl.burst), context, dummy)
 
@@ -226,9 +251,9 @@ class _Problems:
         return sorted(dict.fromkeys(self.problems), key=lambda pr: pr.line or 0)
 
 
-def _users(raw: _File, p: _Problems) -> dict[str, bytes]:
+def _users(raw: dict[str, str] | None, p: _Problems) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
-    for user, hashed in (raw.basic_auth_users or {}).items():
+    for user, hashed in (raw or {}).items():
         where = ("basic_auth_users", user)
         if not user:
             p.add(where, "a user name cannot be empty")
