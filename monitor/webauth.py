@@ -5,7 +5,8 @@ What the middleware decides, in order:
 1. **Size.** A declared body over ``MAX_BODY_BYTES`` is refused (413) before anything reads it;
    the app's ``client_max_size`` is the same limit for chunked bodies.
 2. **Rate.** Every request except /metrics and /probe (Prometheus' scrapes: one Prometheus asks
-   /probe for every target, every interval) takes a token from its client address's bucket
+   /probe for every target, every interval), /healthz and /readyz (cheap, and polled by
+   orchestrators) takes a token from its client address's bucket
    (IPv6: its /64); none left: 429 with Retry-After. A password that has to go through bcrypt
    takes a token on every path, so guessing is throttled on /metrics too.
 3. **Open paths.** /healthz, /readyz (orchestrators' probes, they say nothing) and /public,
@@ -54,7 +55,7 @@ MAX_PENDING_VERIFICATIONS = 32
 MAX_CLIENTS = 10_000  # buckets kept; the least recently seen address is forgotten first
 BCRYPT_MAX_PASSWORD = 72  # bcrypt's limit; longer passwords fail, like Go's bcrypt
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/public", "/public/status.json", "/public/{name}"})
-UNLIMITED_ROUTES = frozenset({"/metrics", "/probe"})
+UNLIMITED_ROUTES = frozenset({"/metrics", "/probe", "/healthz", "/readyz"})
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -329,3 +329,17 @@ async def test_reload_applies_users_and_roles_renews_the_certificate_and_refuses
         async with http.get(url + "/api/v1/targets", headers=_auth("carol", "carol-pw")) as r:
             assert r.status == 401  # carol is gone: the users part applied
         assert await _status(url, pki.client_ctx()) == 200  # still no client certificate needed
+
+
+def test_one_warning_when_exposed_without_auth(caplog: pytest.LogCaptureFixture) -> None:
+    users = WebConfig(users={"alice": _hash(b"pw")})
+    for host, cfg, warned in (("0.0.0.0", WebConfig(), True), ("::", WebConfig(), True), ("", WebConfig(), True),
+                              ("198.51.100.7", WebConfig(), True), ("127.0.0.1", WebConfig(), False),
+                              ("::1", WebConfig(), False), ("localhost", WebConfig(), False),
+                              ("0.0.0.0", users, False)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="wardwatch.web"):
+            webauth.warn_if_exposed(host, cfg)
+        assert len(caplog.records) == (1 if warned else 0), host
+        if warned:
+            assert "without authentication" in caplog.records[0].getMessage()
