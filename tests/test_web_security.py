@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ class Stack:
     client: Issued
     listener: int
     tmp: Path
+    web: Path
 
 
 @pytest.fixture
@@ -80,7 +84,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     try:
         async with wardwatch_run(tmp_path / "ww", inv, tls=tls, extra=("--web-config", str(web))) as ww, \
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as http:
-            yield Stack(ww, http, ca, client, listener, tmp_path)
+            yield Stack(ww, http, ca, client, listener, tmp_path, web)
     finally:
         target.close()
         await target.wait_closed()
@@ -194,3 +198,48 @@ async def test_real_prometheus_scrapes_over_tls_with_basic_auth(stack: Stack) ->
         assert [x["value"][1] for x in series] == ["1"]
         for job in ("wrong_password", "no_auth", "plain_http"):
             assert await _until_up(p.url, job, 30) == 0.0, job
+
+
+async def test_sighup_rereads_the_web_config(stack: Stack) -> None:
+    s = stack
+    carol = bcrypt.hashpw(b"carol-pw", bcrypt.gensalt(4)).decode()
+    assert await status(s, "GET", "/api/v1/targets", basic("carol", "carol-pw")) == 401
+    text = s.web.read_text().replace("basic_auth_users:\n", f"basic_auth_users:\n  carol: {carol}\n")
+    s.web.write_text(text.replace("roles: {alice: admin}", "roles: {alice: admin, carol: admin}"))
+    os.kill(s.ww.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while await status(s, "GET", "/api/v1/targets", basic("carol", "carol-pw")) != 200:
+        assert time.monotonic() < deadline, "carol never got in after SIGHUP"
+        await asyncio.sleep(0.1)  # the reload runs in another process: poll its effect
+    assert await status(s, "POST", "/-/reload", basic("carol", "carol-pw")) == 200
+
+
+async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitor", *args, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_cli_reaches_a_secured_service_through_the_environment(stack: Stack) -> None:
+    s = stack
+    ca = {"WARDWATCH_API_CA_FILE": str(s.ca.bundle)}
+    rc, out = await _cli("maintenance", "list", "--url", s.ww.url, env=ca)
+    assert rc == 1 and "needs a user and password: set WARDWATCH_API_USER" in out and "Traceback" not in out
+    bob = {**ca, "WARDWATCH_API_USER": "bob", "WARDWATCH_API_PASSWORD": PASSWORDS["bob"]}
+    rc, out = await _cli("maintenance", "list", "--url", s.ww.url, env=bob)
+    assert rc == 0, out
+    add = ("maintenance", "add", "--url", s.ww.url, "--unit", "26506", "--from", "2030-01-01T00:00:00Z",
+           "--to", "2030-01-01T01:00:00Z", "--reason", "cli")
+    rc, out = await _cli(*add, env=bob)
+    assert rc == 1 and "needs the admin role" in out, out
+    alice = {**ca, "WARDWATCH_API_USER": "alice", "WARDWATCH_API_PASSWORD": PASSWORDS["alice"]}
+    rc, out = await _cli(*add, env=alice)
+    assert rc == 0, out
+    rc, out = await _cli("maintenance", "list", "--url", s.ww.url, env=bob)
+    assert rc == 0 and "cli" in out, out
+    rc, out = await _cli("maintenance", "list", "--url", s.ww.url, env={})  # the CA not given: untrusted
+    assert rc == 2 and "cannot reach wardwatch" in out and "Traceback" not in out, out

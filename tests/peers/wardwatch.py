@@ -25,6 +25,7 @@ class Wardwatch:
     url: str
     listen: str  # host:port, for a scrape config
     log: Path
+    pid: int = 0  # to signal it (SIGHUP: reload)
 
 
 def _log_file(path: Path) -> BinaryIO:
@@ -62,7 +63,7 @@ async def wardwatch_run(
                         if r.status == 200:
                             break
                 await asyncio.sleep(0.05)  # /readyz is the only readiness signal a child offers
-        yield Wardwatch(url, listen, log)
+        yield Wardwatch(url, listen, log, proc.pid)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
