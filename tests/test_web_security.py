@@ -82,7 +82,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     )
     tls = ssl.create_default_context(cafile=str(ca.bundle))
     try:
-        async with wardwatch_run(tmp_path / "ww", inv, tls=tls, extra=("--web-config", str(web))) as ww, \
+        extra = ("--web-config", str(web), "--public-status")
+        async with wardwatch_run(tmp_path / "ww", inv, tls=tls, extra=extra) as ww, \
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as http:
             yield Stack(ww, http, ca, client, listener, tmp_path, web)
     finally:
@@ -101,9 +102,9 @@ async def status(s: Stack, method: str, path: str, headers: dict[str, str], **kw
 async def test_roles_on_every_endpoint(stack: Stack) -> None:
     s = stack
     assert s.ww.url.startswith("https://")
-    # Open: orchestrators' probes and the public page (off here, so 404, not 401).
-    for path, want in (("/healthz", 200), ("/readyz", 200), ("/public", 404), ("/public/status.json", 404)):
-        assert await status(s, "GET", path, NOBODY) == want, path
+    # Open: orchestrators' probes and the public status page with its assets.
+    for path in ("/healthz", "/readyz", "/public", "/public/status.json", "/public/public.js"):
+        assert await status(s, "GET", path, NOBODY) == 200, path
 
     reads = ["/metrics", f"/probe?module=tcp&target={HOST}:{s.listener}", "/api/v1/targets", "/api/v1/alerts",
              "/api/v1/maintenance", "/api/v1/wallboard", "/api/v1/units/26506", "/", "/static/wallboard.js",
