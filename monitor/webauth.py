@@ -168,7 +168,9 @@ class Verifier:
         self._ok = {user: hit for user, hit in old._ok.items() if self.users.get(user) == hit.hashed}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Checks already queued still finish (at most MAX_PENDING_VERIFICATIONS): a reload while
+        # a request waits for bcrypt must not cancel that request.
+        self._pool.shutdown(wait=False)
 
 
 def _check(password: bytes, hashed: bytes) -> bool:
