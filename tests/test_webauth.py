@@ -343,3 +343,22 @@ def test_one_warning_when_exposed_without_auth(caplog: pytest.LogCaptureFixture)
         assert len(caplog.records) == (1 if warned else 0), host
         if warned:
             assert "without authentication" in caplog.records[0].getMessage()
+
+
+async def test_bcrypt_queue_is_bounded(tmp_path: Path) -> None:
+    cfg = WebConfig(users={"alice": _hash(b"pw", 10)}, dummy_hash=_hash(b"d", 10),
+                    rate_limit=RateLimit(rate=1000.0, burst=1000))
+    async with served(tmp_path, cfg) as url, aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0)
+    ) as http:
+        async def guess(i: int) -> tuple[int, str]:
+            async with http.get(url + "/metrics", headers=_auth("alice", f"guess-{i}")) as r:
+                return r.status, await r.text()
+
+        answers = await asyncio.gather(*(guess(i) for i in range(webauth.MAX_PENDING_VERIFICATIONS + 16)))
+        refused = [text for status, text in answers if status == 429]
+        assert refused and all("password checks in progress" in t for t in refused)
+        assert sum(1 for status, _ in answers if status == 401) >= webauth.MAX_PENDING_VERIFICATIONS // 2
+        # Wrong guesses are not cached: the right password still goes through bcrypt and works.
+        async with http.get(url + "/metrics", headers=_auth("alice", "pw")) as r:
+            assert r.status == 200
