@@ -8,9 +8,13 @@ Endpoints
   GET  /healthz           200 "OK" while the process serves.
   GET  /readyz            200 once the first round of probes is done, else 503.
   GET  /api/v1/targets    JSON list of targets and their state; filters unit_code, service, state.
-  POST /-/reload          re-read the inventory (PUT too, like Prometheus); 400 lists the problems.
+  POST /-/reload          re-read the inventory and the web config (PUT too, like Prometheus); 400
+                          lists the problems.
   /api/v1/alerts, /api/v1/maintenance: see monitor/web_alerts.py (when alerting runs).
   /, /api/v1/wallboard, /api/v1/units/{code}, /api/v1/events, /public: see monitor/wallboard.py.
+
+TLS, basic auth with roles, request size and rate limits: monitor/webconfig.py (the file),
+monitor/webauth.py (the middleware every request goes through).
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from monitor import wallboard, web_alerts
+from monitor import wallboard, web_alerts, webauth
 from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
 from monitor.state import State
 from monitor.targets import Target
 from monitor.web_alerts import AlertsView
+from monitor.webconfig import WebConfig
 from probes import registry
 from probes.base import ProbeConfig, ProbeContext
 from probes.runner import common_samples, run_probe
@@ -320,8 +325,14 @@ async def targets(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
+async def reload_config(app: web.Application) -> list[str]:
+    """SIGHUP and POST /-/reload: the inventory, then the web config; the problems of both."""
+    problems = await app[ENGINE].reload()
+    return problems + await webauth.reload(app)
+
+
 async def reload(request: web.Request) -> web.Response:
-    problems = await request.app[ENGINE].reload()
+    problems = await reload_config(request.app)
     if problems:
         return web.json_response({"status": "error", "problems": problems}, status=400)
     return web.json_response({"status": "success"})
@@ -334,8 +345,12 @@ METRICS = web.AppKey("metrics", MetricsCache)
 ALLOWED = web.AppKey("allowed", AllowedTargets)
 
 
-def create_app(engine: WebEngine, *, process_metrics: bool = True, alerts: AlertsView | None = None) -> web.Application:
-    app = web.Application()
+def create_app(
+    engine: WebEngine, *, process_metrics: bool = True, alerts: AlertsView | None = None,
+    web_config: WebConfig | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[webauth.middleware], client_max_size=webauth.MAX_BODY_BYTES)
+    webauth.install(app, web_config or WebConfig())  # no file: no TLS, no auth; limits still apply
     app[ENGINE] = engine
     app[METRICS] = MetricsCache(MetricsRenderer(process_metrics=process_metrics))
     app[ALLOWED] = AllowedTargets()
@@ -352,11 +367,15 @@ def create_app(engine: WebEngine, *, process_metrics: bool = True, alerts: Alert
     return app
 
 
-async def serve(engine: WebEngine, host: str, port: int, alerts: AlertsView | None = None) -> web.AppRunner:
+async def serve(
+    engine: WebEngine, host: str, port: int, alerts: AlertsView | None = None, web_config: WebConfig | None = None,
+) -> web.AppRunner:
     """Start serving; the caller stops with ``await runner.cleanup()``."""
-    runner = web.AppRunner(create_app(engine, alerts=alerts), access_log=None)
+    cfg = web_config or WebConfig()
+    runner = web.AppRunner(create_app(engine, alerts=alerts, web_config=cfg), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=cfg.ssl_context)
     await site.start()
-    log.info("listening on http://%s:%d/", host, port)
+    log.info("listening on %s://%s:%d/", "https" if cfg.ssl_context else "http", host, port)
+    webauth.warn_if_exposed(host, cfg)
     return runner

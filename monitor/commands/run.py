@@ -20,6 +20,7 @@ from monitor.store import Store, StoreError
 if TYPE_CHECKING:
     from alerts.service import AlertService
     from monitor.coverage import Recorder
+    from monitor.webconfig import WebConfig
 
 log = logging.getLogger("wardwatch")
 
@@ -52,6 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     p.add_argument("--public-status", action="store_true",
                    help="serve the read-only public status page at /public (unit and service states only; "
                    "also: monitor.public_status in the inventory)")
+    p.add_argument("--web-config", type=Path, metavar="FILE",
+                   help="TLS and basic auth for the HTTP endpoints: exporter-toolkit's web config keys, "
+                   "plus wardwatch.roles (README: Securing the web endpoints); re-read on SIGHUP and reload")
     p.add_argument("--rollup-minute-days", type=float, default=0.25,
                    help="keep per-minute probe rollups this long (default 0.25 = 6 h; sizes in BENCHMARKS.md)")
     p.add_argument("--rollup-hour-days", type=float, default=35.0,
@@ -95,10 +99,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.config}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return run_loop(serve(inventory, args), getattr(args, "loop", "asyncio"))
+    web_config = None
+    if getattr(args, "web_config", None) is not None:
+        from monitor.webconfig import WebConfigError, load_web_config
+
+        try:
+            web_config = load_web_config(args.web_config)
+        except WebConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 2
+    return run_loop(serve(inventory, args, web_config=web_config), getattr(args, "loop", "asyncio"))
 
 
-async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio.Event | None = None) -> int:
+async def serve(
+    inventory: Inventory, args: argparse.Namespace, started: asyncio.Event | None = None,
+    web_config: WebConfig | None = None,
+) -> int:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
     from monitor import wallboard, web
@@ -114,12 +131,13 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     engine = Engine(inventory, store, shard=args.shard)
     host, port = args.listen
     # Alerting starts only now, with the whole inventory loaded and validated.
-    ok, alerting = _alerting(inventory, args, engine)
+    scheme = "https" if web_config is not None and web_config.tls is not None else "http"
+    ok, alerting = _alerting(inventory, args, engine, scheme)
     if not ok:
         store.close()
         return 2
     try:
-        runner = await web.serve(engine, host, port, alerts=alerting)
+        runner = await web.serve(engine, host, port, alerts=alerting, web_config=web_config)
         wallboard.settings(runner.app).public = bool(getattr(args, "public_status", False))
     except OSError as exc:
         store.close()
@@ -143,7 +161,7 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def on_hup() -> None:
-        t = loop.create_task(engine.reload())
+        t = loop.create_task(web.reload_config(runner.app))  # the inventory, then the web config
         reloads.add(t)
         t.add_done_callback(reloads.discard)
 
@@ -151,8 +169,8 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "watching %d targets of %d units (shard %d/%d); metrics on http://%s:%d/metrics",
-        len(engine.entries), len(inventory.units), *args.shard, host, port,
+        "watching %d targets of %d units (shard %d/%d); metrics on %s://%s:%d/metrics",
+        len(engine.entries), len(inventory.units), *args.shard, scheme, host, port,
     )
     if started is not None:
         started.set()
@@ -174,14 +192,16 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
     return 0
 
 
-def _alerting(inventory: Inventory, args: argparse.Namespace, engine: Engine) -> tuple[bool, AlertService | None]:
+def _alerting(
+    inventory: Inventory, args: argparse.Namespace, engine: Engine, scheme: str = "http"
+) -> tuple[bool, AlertService | None]:
     """The built-in alerting (alerts/service.py), attached to the engine; (False, None): cannot start."""
     from alerts.service import AlertService
 
     host, port = args.listen
     try:
         service = AlertService.create(
-            inventory, args.store, generator_url=f"http://{host}:{port}/api/v1/alerts"
+            inventory, args.store, generator_url=f"{scheme}://{host}:{port}/api/v1/alerts"
         )
     except Exception as exc:  # a secret missing, the store unreadable: one clear line, exit 2
         print(f"wardwatch: alerting: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class Wardwatch:
     url: str
     listen: str  # host:port, for a scrape config
     log: Path
+    pid: int = 0  # to signal it (SIGHUP: reload)
 
 
 def _log_file(path: Path) -> BinaryIO:
@@ -34,9 +36,10 @@ def _log_file(path: Path) -> BinaryIO:
 @contextlib.asynccontextmanager
 async def wardwatch_run(
     tmp: Path, inventory: Path, *, ready_timeout: float = 60.0, extra: tuple[str, ...] = (),
-    port: int | None = None,
+    port: int | None = None, tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Wardwatch]:
     """Start ``wardwatch run`` on the inventory; yield once /readyz says its first round is done.
+    ``tls``: the client context to reach it over https (its --web-config serves TLS).
     Stopped with SIGTERM (SIGKILL after 10 s) on exit."""
     port = port or free_port()  # a fixed port: a restart keeps Prometheus' scrape target
     listen = f"127.0.0.1:{port}"
@@ -47,9 +50,11 @@ async def wardwatch_run(
             "--store", str(tmp / "wardwatch.db"), "--log-level", "warning", *extra,
             stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=REPO, start_new_session=True,
         )
-    url = f"http://{listen}"
+    url = f"{'https' if tls else 'http'}://{listen}"
     try:
-        async with asyncio.timeout(ready_timeout), aiohttp.ClientSession() as http:
+        async with asyncio.timeout(ready_timeout), aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls if tls is not None else True)
+        ) as http:
             while True:
                 if proc.returncode is not None:
                     raise RuntimeError(f"wardwatch exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
@@ -58,7 +63,7 @@ async def wardwatch_run(
                         if r.status == 200:
                             break
                 await asyncio.sleep(0.05)  # /readyz is the only readiness signal a child offers
-        yield Wardwatch(url, listen, log)
+        yield Wardwatch(url, listen, log, proc.pid)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
