@@ -24,6 +24,7 @@ here, so a file that loads is a file that serves.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import ssl
@@ -329,7 +330,7 @@ def check_files(tls: TLSSettings) -> list[tuple[str, str]]:
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=tls.client_ca_file)
             except ssl.SSLError:
                 out.append(("client_ca_file", f"{tls.client_ca_file}: no PEM certificate in it"))
-    if tls.client_auth_type in ("RequestClientCert", "RequireAnyClientCert") and _accept_any is None:
+    if tls.client_auth_type in ("RequestClientCert", "RequireAnyClientCert") and _accept_any() is None:
         out.append(("client_auth_type", f"{tls.client_auth_type} is not available with this Python's ssl module"))
     return out
 
@@ -359,9 +360,10 @@ def server_context(tls: TLSSettings) -> ssl.SSLContext:
     if mode in ("RequestClientCert", "RequireAnyClientCert"):
         # Go's "ask for a certificate but do not verify it": Python's ssl verifies every
         # certificate it asks for, so OpenSSL is told to accept any chain for this context.
-        if _accept_any is None:
+        install = _accept_any()
+        if install is None:
             raise ssl.SSLError(f"{mode} is not available with this Python's ssl module")
-        _accept_any(ctx)
+        install(ctx)
     return ctx
 
 
@@ -420,4 +422,7 @@ def _accept_any_installer() -> Any:
     return install
 
 
-_accept_any = _accept_any_installer()
+@functools.cache
+def _accept_any() -> Any:
+    # Only a config asking for one of these two modes ever touches ssl's internals.
+    return _accept_any_installer()
