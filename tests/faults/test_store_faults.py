@@ -11,6 +11,7 @@ the store continues in the same process.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,112 @@ async def test_full_file_system(tmp_path: Path) -> None:
 
 async def _aw(value: Any) -> Any:
     return value
+
+
+def _chain(history: dict[str, list[tuple[str, str]]]) -> None:
+    """Each target's stored changes follow on from one another (old = the previous new)."""
+    for key, seq in history.items():
+        for (_, prev), (old, _) in zip(seq, seq[1:], strict=False):
+            assert old == prev, f"{key}: {seq}"
+
+
+@pytest.mark.timeout(180)
+async def test_read_only_file_system(tmp_path: Path) -> None:
+    """ext4 on a loop device, mounted errors=remount-ro; the kernel's own error path
+    (/sys/fs/ext4/<dev>/trigger_fs_error) turns it read-only under the running service, as a
+    failing disk does. tmpfs cannot be used for this: ``mount -o remount,ro`` is refused
+    (EBUSY) while SQLite holds its files open for writing, and an ext4 that went read-only on an
+    error takes no ``remount,rw`` either: recovery is stop, fsck, mount, start."""
+    image, mnt = tmp_path / "ext4.img", tmp_path / "store"
+    mnt.mkdir()
+    await asyncio.to_thread(_make_ext4, image)
+    receiver, portals = Receiver(key=HOOK_KEY), Portals()
+    await receiver.start()
+    await portals.start()
+    with MountNs() as ns:
+        ns.run("mount", "-o", "loop,errors=remount-ro", str(image), str(mnt))
+        inv = tmp_path / "inventory.yaml"
+        inv.write_text(inventory(portals, receiver.url))
+        db = mnt / "wardwatch.db"
+        svc = Service(tmp_path, inv, db, prefix=ns.enter)
+        try:
+            await svc.start()
+            a, b = CODES[0], CODES[1]
+            portals.down.add(a)
+            await until("unit a's page", lambda: _aw(_got(receiver, "target_down", "firing", a)), 20)
+
+            async def delivered() -> bool:
+                notes = (await svc.api("/api/v1/alerts?limit=100"))["notifications"]
+                return any(n["status"] == "delivered" and n["unit_code"] == a for n in notes)
+
+            await until("the page marked delivered", delivered, 10)
+            before_fault = storecheck.logged_changes(svc.log_records())
+
+            dev = ns.run("findmnt", "-n", "-o", "SOURCE", str(mnt)).stdout.strip()
+            await asyncio.to_thread(_fs_error, dev)
+            ro_at = time.time()
+            portals.down.add(b)
+            await until("storage_degraded", lambda: _aw(_got(receiver, "storage_degraded", "firing")), 30)
+            await _state(svc, b, "down")
+            await until("b's page (direct path)", lambda: _aw(_got(receiver, "target_down", "firing", b)), 20)
+            await _probing_goes_on(svc)
+            assert await _store_errors(svc) > 0
+            await asyncio.sleep(1.5)
+            blind_at = time.time()
+            assert len(_got(receiver, "storage_degraded", "firing")) == 1
+            assert await svc.stop() == 0, svc.log()[-3000:]  # a clean stop, on a store it cannot write
+
+            # The operator's recovery: unmount, fsck, mount, start on the same store.
+            ns.run("umount", str(mnt))
+            await asyncio.to_thread(_fsck, image)
+            ns.run("mount", "-o", "loop,errors=remount-ro", str(image), str(mnt))
+            await svc.start()
+            await _state(svc, b, "down")
+            portals.down.discard(b)
+            portals.down.discard(a)
+            await _state(svc, b, "up")
+            await _state(svc, a, "up")
+            await asyncio.sleep(2.5)  # heartbeats
+            assert await svc.stop() == 0
+
+            dbx = ns.copy_store(db, tmp_path / "copy")
+            assert storecheck.integrity(dbx) == "ok"
+            stored = storecheck.stored_changes(dbx)
+            _chain(stored)
+            for key, seq in before_fault.items():  # committed before the fault: all kept
+                assert stored[key][: len(seq)] == seq, (key, stored[key], seq)
+            second_run = [r for r in svc.log_records() if r["ts"] > _iso(blind_at)]
+            for key, seq in storecheck.logged_changes(second_run).items():  # after the recovery: all kept
+                assert stored[key][-len(seq):] == seq, (key, stored[key], seq)
+            assert any(r["delivered_at_ms"] for r in storecheck.outbox(dbx))
+            spans = storecheck.coverage(dbx)
+            assert not storecheck.covered(spans, round(blind_at * 1000)), (spans, ro_at, blind_at)
+            assert len(_got(receiver, "storage_degraded", "firing")) == 1
+        finally:
+            await svc.stop()
+            ns.run("umount", "-l", str(mnt), check=False)
+    await receiver.stop()
+    await portals.stop()
+
+
+def _make_ext4(image: Path) -> None:
+    with open(image, "wb") as f:
+        f.truncate(16 * 2**20)
+    mkfs = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True, check=False)
+    assert mkfs.returncode == 0, f"mkfs.ext4 (apt-get install e2fsprogs): {mkfs.stderr}"
+
+
+def _fs_error(dev: str) -> None:
+    """ext4's own error path: with errors=remount-ro the file system is read-only from now on."""
+    Path(f"/sys/fs/ext4/{Path(dev).name}/trigger_fs_error").write_text("wardwatch fault test\n")
+
+
+def _fsck(image: Path) -> None:
+    fsck = subprocess.run(["e2fsck", "-fy", str(image)], capture_output=True, text=True, check=False)
+    assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr  # 1: errors corrected
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
