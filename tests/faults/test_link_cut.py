@@ -13,8 +13,10 @@ netns.py): the host's real namespace is never configured. The control unit is on
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,7 @@ def inventory(receiver: str, control_portal: str) -> str:
 
 
 def test_link_cut_isolates_the_unit_and_recovers(tmp_path: Path) -> None:
-    tag = f"wwf{__import__('os').getpid()}"
+    tag = f"wwf{os.getpid()}"
     own = netns.inode("/proc/self/ns/net")
     with netns.netns(f"{tag}m") as mon, netns.netns(f"{tag}u") as unit:
         netns.ip("-n", mon, "link", "add", "wwf0", "type", "veth", "peer", "name", "wwf1", "netns", unit)
@@ -144,7 +146,7 @@ async def _scenario(tmp: Path, unit_ns: str) -> None:
         await control.stop()
 
 
-def _round_passed(svc: Service):  # type: ignore[no-untyped-def]
+def _round_passed(svc: Service) -> Callable[[], Awaitable[bool]]:
     """A checker that is true once every target of the cut unit was probed again."""
     first: dict[str, str | None] = {}
 
