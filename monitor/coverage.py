@@ -13,6 +13,7 @@ Writes go through the store's writer thread (``Store.submit_job``), never the ev
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from monitor.store import Job, Store, connect
 if TYPE_CHECKING:
     from monitor.engine import Engine, Entry
     from probes.base import ProbeResult
+
+log = logging.getLogger("wardwatch.coverage")
 
 # (target key, minute bucket ms) -> [ok, failed, lat_min, lat_max, lat_sum]
 Buckets = dict[tuple[str, int], list[float]]
@@ -68,12 +71,18 @@ def write_buckets(conn: sqlite3.Connection, ids: Callable[[set[str]], dict[str, 
 
 
 class Recorder:
-    """Coverage heartbeats and rollups of one running wardwatch."""
+    """Coverage heartbeats and rollups of one running wardwatch.
+
+    A heartbeat that cannot be written (disk full, read-only, state changes still unwritten:
+    ``Job.after_changes``) leaves a gap: the next one that commits opens a new coverage row
+    from its own time instead of stretching the old one over time the store did not record, so
+    the reports call that time UNKNOWN. The rollups of a failed heartbeat are dropped with it."""
 
     def __init__(self, store: Store, shard: tuple[int, int] = (1, 1)) -> None:
         self.store = store
         self.shard = f"{shard[0]}/{shard[1]}"
-        self.coverage_id: int | None = None
+        self.coverage_id: int | None = None  # after start(), owned by the store's writer thread
+        self._gap = False  # a heartbeat failed since the last one that committed (writer thread)
         self._buckets: Buckets = {}
 
     def attach(self, engine: Engine) -> None:
@@ -83,33 +92,53 @@ class Recorder:
         add_result(self._buckets, entry.target.key, _ms(at), result.success, result.duration_seconds)
 
     def start(self, now: datetime | None = None) -> None:
-        """Open this run's coverage row (synchronously: before the first probe)."""
+        """Open this run's coverage row (synchronously: before the first probe). A store that
+        cannot take it (full, read-only) is logged; coverage then starts at the first heartbeat
+        that commits."""
         at = _ms(now or datetime.now(UTC))
-        conn = connect(self.store.path)
         try:
-            cur = conn.execute(
-                "INSERT INTO coverage (started_ms, heartbeat_ms, shard) VALUES (?, ?, ?)", (at, at, self.shard)
-            )
-            self.coverage_id = cur.lastrowid
-        finally:
-            conn.close()
+            conn = connect(self.store.path)
+            try:
+                cur = conn.execute(
+                    "INSERT INTO coverage (started_ms, heartbeat_ms, shard) VALUES (?, ?, ?)", (at, at, self.shard)
+                )
+                self.coverage_id = cur.lastrowid
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            log.error("cannot record this run's start in the store (coverage starts when it can): %s", exc)
 
     def tick(self, now: datetime | None = None, *, stopping: bool = False) -> None:
         """Move the heartbeat forward and queue the rollups counted since the last tick."""
         at = _ms(now or datetime.now(UTC))
         buckets, self._buckets = self._buckets, {}
-        cid = self.coverage_id
+        opened: list[int] = []
 
         def job(conn: sqlite3.Connection, ids: Callable[[set[str]], dict[str, int]]) -> None:
+            opened.clear()
             write_buckets(conn, ids, buckets)
-            if cid is not None:
-                conn.execute(
-                    "UPDATE coverage SET heartbeat_ms = max(heartbeat_ms, ?)"
-                    + (", stopped_ms = ?" if stopping else "") + " WHERE id = ?",
-                    (at, at, cid) if stopping else (at, cid),
-                )
+            cid = self.coverage_id
+            if cid is None or self._gap:
+                cur = conn.execute("INSERT INTO coverage (started_ms, heartbeat_ms, shard) VALUES (?, ?, ?)",
+                                   (at, at, self.shard))
+                assert cur.lastrowid is not None
+                opened.append(cur.lastrowid)
+                cid = cur.lastrowid
+            conn.execute(
+                "UPDATE coverage SET heartbeat_ms = max(heartbeat_ms, ?)"
+                + (", stopped_ms = ?" if stopping else "") + " WHERE id = ?",
+                (at, at, cid) if stopping else (at, cid),
+            )
 
-        self.store.submit_job(Job(job, "heartbeat"))
+        def committed() -> None:
+            if opened:
+                self.coverage_id, self._gap = opened[0], False
+                log.info("store writable again: coverage resumes (the time since the last heartbeat is UNKNOWN)")
+
+        def failed(_exc: BaseException) -> None:
+            self._gap = True
+
+        self.store.submit_job(Job(job, "heartbeat", after_changes=True, on_commit=committed, on_error=failed))
 
     async def heartbeat(self) -> None:  # an APScheduler job
         self.tick()

@@ -140,6 +140,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
 )
 
 ErrorCallback = Callable[[BaseException], None]
+PendingChange = tuple[str, Change, Status, "ErrorCallback | None"]  # a submitted state change
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,10 +215,22 @@ _STOP = object()
 @dataclass(slots=True, frozen=True)
 class Job:
     """Work for the writer thread in a transaction of its own: ``fn(conn, target_ids)`` where
-    ``target_ids(keys)`` maps target keys to their ids (creating missing ones)."""
+    ``target_ids(keys)`` maps target keys to their ids (creating missing ones).
+
+    ``after_changes``: run only once every state change submitted before it is committed (a
+    coverage heartbeat must never claim time whose changes are not in the store); otherwise it
+    fails like a failed write. ``on_commit``/``on_error`` are called on the writer thread."""
 
     fn: Callable[[sqlite3.Connection, Callable[[set[str]], dict[str, int]]], None]
     name: str = "job"
+    after_changes: bool = False
+    on_commit: Callable[[], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+
+
+# State changes whose commit failed are kept and retried (oldest first) with every later write,
+# so a full or failing disk loses none while the process lives; past this many the oldest go.
+MAX_UNWRITTEN = 200_000
 
 
 class Store:
@@ -239,6 +252,7 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
         self._ids: dict[str, int] = {}  # target key -> id, owned by the writer thread
+        self._unwritten: list[PendingChange] = []  # failed changes, retried first; owned by the writer thread
 
     def open(self) -> None:
         """Open (creating or upgrading) the file; raises StoreError with a clear message."""
@@ -291,25 +305,47 @@ class Store:
                     batch.append(self._q.get_nowait())
                 except queue.Empty:
                     break
+            jobs = [b for b in batch if isinstance(b, Job)]
             changes = [b for b in batch if isinstance(b, tuple)]
+            # Retried with each batch: new changes, and the periodic jobs (a quiet service too).
+            if self._unwritten and (changes or jobs):
+                changes = self._unwritten + changes
             if changes:
-                try:
-                    self._write(conn, changes)
-                except Exception as exc:  # disk full, read-only, locked: report, keep going
-                    log.error("store write failed for %d changes: %s", len(changes), exc)
-                    for *_, cb in changes:
-                        if cb is not None and self._loop is not None:
-                            self._loop.call_soon_threadsafe(cb, exc)
-            for b in batch:
-                if isinstance(b, Job):
-                    self._run_job(conn, b)
+                self._write_or_keep(conn, changes)
+            for job in jobs:
+                if job.after_changes and self._unwritten:
+                    self._job_failed(job, StoreError(f"{len(self._unwritten)} state changes not yet written"))
+                else:
+                    self._run_job(conn, job)
             for b in batch:
                 if isinstance(b, threading.Event):
                     b.set()
             if any(b is _STOP for b in batch):
+                if self._unwritten:
+                    log.error("store closed with %d state changes it could not write", len(self._unwritten))
                 return
 
-    def _write(self, conn: sqlite3.Connection, changes: list[tuple[str, Change, Status, ErrorCallback | None]]) -> None:
+    def _write_or_keep(self, conn: sqlite3.Connection, changes: list[PendingChange]) -> None:
+        try:
+            self._write(conn, changes)
+        except Exception as exc:  # disk full, read-only, locked: report, keep them, keep going
+            dropped = max(0, len(changes) - MAX_UNWRITTEN)
+            self._unwritten = changes[dropped:]
+            log.error("store write failed for %d changes (kept, retried with the next write%s): %s",
+                      len(changes), f"; {dropped} oldest dropped" if dropped else "", exc)
+            callbacks: list[ErrorCallback] = []
+            for *_, cb in changes:
+                if cb is not None and cb not in callbacks:  # once per failed transaction
+                    callbacks.append(cb)
+            for cb in callbacks:
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(cb, exc)
+        else:
+            if self._unwritten:
+                log.info("store writable again: %d state changes written late", len(self._unwritten))
+            self._unwritten = []
+
+    def _write(self, conn: sqlite3.Connection, changes: list[PendingChange]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             ids = self._target_ids(conn, {k for k, *_ in changes})
@@ -357,7 +393,16 @@ class Store:
                 self._ids.clear()
                 raise
         except Exception as exc:  # like a failed change write: report, keep going
-            log.error("store %s failed: %s", job.name, exc)
+            self._job_failed(job, exc)
+            return
+        if job.on_commit is not None:
+            job.on_commit()
+
+    @staticmethod
+    def _job_failed(job: Job, exc: BaseException) -> None:
+        log.error("store %s failed: %s", job.name, exc)
+        if job.on_error is not None:
+            job.on_error(exc)
 
     def _target_ids(self, conn: sqlite3.Connection, keys: set[str]) -> dict[str, int]:
         missing = [k for k in keys if k not in self._ids]

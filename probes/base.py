@@ -271,6 +271,12 @@ class ProbeContext:
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
 
+def timeout_reason(phase: str) -> Reason:
+    """The reason for a probe's deadline passing in ``phase``: while the name was still being
+    resolved it is the DNS that did not answer (dns_timeout), not the target."""
+    return Reason.DNS_TIMEOUT if phase == "resolve" else Reason.TIMEOUT
+
+
 def split_host_port(value: str, default_port: int) -> tuple[str, int]:
     """'host', 'host:port', '[v6]:port', 'v6' -> (host, port)."""
     if value.startswith("["):

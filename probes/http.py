@@ -32,6 +32,7 @@ from probes.base import (
     Sample,
     failure,
     os_error_reason,
+    timeout_reason,
 )
 from probes.certs import CertInfo
 
@@ -397,7 +398,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
         return failure(f.reason, str(f), start, *samples)
     except TimeoutError:
         return failure(
-            Reason.TIMEOUT, f"no answer during {st.phase} within {ctx.timeout:g}s", start, *_samples(cfg, st)
+            timeout_reason(st.phase), f"no answer during {st.phase} within {ctx.timeout:g}s", start, *_samples(cfg, st)
         )
     samples = _samples(cfg, st)
     bad = _check(cfg, st, target)

@@ -34,6 +34,7 @@ from probes.base import (
     failure,
     os_error_reason,
     split_host_port,
+    timeout_reason,
 )
 from probes.certs import now_utc
 
@@ -463,7 +464,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             extra = f" ({sent[0]} retransmissions)" if uri.transport == "udp" else ""
             return failure(Reason.SIP_NO_RESPONSE,
                            f"no final response to OPTIONS within {ctx.timeout:g}s{extra}", start, *samples)
-        return failure(Reason.TIMEOUT, f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
+        return failure(timeout_reason(phase), f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
     except (OSError, asyncio.IncompleteReadError) as e:
         reason = os_error_reason(e) if isinstance(e, OSError) else Reason.SIP_PROTOCOL
         return failure(reason, f"{phase}: {e}", start, *samples)

@@ -24,6 +24,7 @@ from probes.base import (
     failure,
     os_error_reason,
     split_host_port,
+    timeout_reason,
 )
 
 _LINE_LIMIT = 64 * 1024
@@ -193,7 +194,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
                 start,
                 *samples,
             )
-        return failure(Reason.TIMEOUT, f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
+        return failure(timeout_reason(phase), f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
     except (OSError, ValueError) as e:  # reset mid-dialogue, or a line over the limit
         reason = os_error_reason(e) if isinstance(e, OSError) else Reason.EXPECT_MISMATCH
         return failure(reason, f"{phase}: {e}", start, *samples)

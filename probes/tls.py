@@ -22,6 +22,7 @@ from probes.base import (
     failure,
     os_error_reason,
     split_host_port,
+    timeout_reason,
 )
 from probes.certs import now_utc
 
@@ -68,7 +69,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             if hs.streams is not None:
                 await tlsprobe.close(hs.streams[1])
     except TimeoutError:
-        return failure(Reason.TIMEOUT, f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
+        return failure(timeout_reason(phase), f"no answer during {phase} within {ctx.timeout:g}s", start, *samples)
 
     samples.extend(hs.samples())
     samples.append(Sample("wardwatch_tls_chain_verified", 1.0 if hs.verified else 0.0))

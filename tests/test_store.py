@@ -133,3 +133,40 @@ def test_upgrade_from_v1_keeps_every_state_change(tmp_path: Path) -> None:
     with sqlite3.connect(path) as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     store.close()
+
+
+async def test_a_failed_write_is_kept_and_written_when_the_store_takes_writes_again(tmp_path: Path) -> None:
+    """Found by tests/faults/test_store_faults.py: on a full disk the changes of that time were
+    dropped, leaving the history inconsistent (a later 'down -> up' without its 'up -> down')."""
+    store = Store(tmp_path / "s.db")
+    store.open()
+    errors: list[BaseException] = []
+    failed = asyncio.Event()
+
+    def on_error(exc: BaseException) -> None:
+        errors.append(exc)
+        failed.set()
+
+    up = Status(State.UP, T0)
+    store.submit("k", Change(State.UNKNOWN, State.UP, T0, None, ""), up, on_error)
+    await store.flush()
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("CREATE TRIGGER no_writes BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    t1, t2 = T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)
+    store.submit("k", Change(State.UP, State.DOWN, t1, Reason.TIMEOUT, "t"), Status(State.DOWN, t1), on_error)
+    store.submit("k", Change(State.DOWN, State.UP, t2, None, ""), Status(State.UP, t2), on_error)
+    await asyncio.wait_for(failed.wait(), 5)
+    await store.flush()
+    assert errors and "disk full" in str(errors[0])
+    assert [c.new for c in store.changes_sync("k")] == [State.UP]  # nothing half-written meanwhile
+
+    with sqlite3.connect(tmp_path / "s.db") as c:
+        c.execute("DROP TRIGGER no_writes")
+    t3 = T0 + timedelta(seconds=30)
+    store.submit("k", Change(State.UP, State.DOWN, t3, None, ""), Status(State.DOWN, t3), on_error)
+    await store.flush()
+    got = [(c.at, c.old, c.new) for c in store.changes_sync("k")]
+    assert got == [(T0, State.UNKNOWN, State.UP), (t1, State.UP, State.DOWN), (t2, State.DOWN, State.UP),
+                   (t3, State.UP, State.DOWN)]
+    assert (await store.load_statuses())["k"].state is State.DOWN
+    store.close()

@@ -33,7 +33,8 @@ class Received:
 @dataclass
 class Receiver:
     """An HTTP server that records every request; ``down`` makes it answer 503; ``stop``/``start``
-    take the port away entirely (connection refused)."""
+    take the port away entirely (connection refused); ``hold()`` makes it accept requests and
+    never answer them until ``release()`` (a receiver that hangs)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -42,8 +43,18 @@ class Receiver:
     down: bool = False
     status: int = 200
     bad_signatures: int = 0
+    held: int = 0  # requests that arrived while held (never answered, not recorded)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition | None = None
+    _released: asyncio.Event | None = None  # set: answering; clear: holding every request
+
+    def hold(self) -> None:
+        self._released = self._released or asyncio.Event()
+        self._released.clear()
+
+    def release(self) -> None:
+        if self._released is not None:
+            self._released.set()
 
     @property
     def url(self) -> str:
@@ -60,12 +71,17 @@ class Receiver:
         await web.TCPSite(self._runner, self.host, self.port).start()
 
     async def stop(self) -> None:
+        self.release()  # a held request must not keep the server from stopping
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if self._released is not None and not self._released.is_set():
+            self.held += 1
+            await self._released.wait()
+            raise web.HTTPServiceUnavailable(text="was held")  # the client gave up long ago
         if self.down:
             return web.Response(status=503, text="down for the test")
         if self.key is not None:

@@ -47,11 +47,13 @@ class Nsd:
 
 
 @contextlib.contextmanager
-def nsd_server(directory: Path, zones: dict[str, str], host: str = "127.0.0.1") -> Iterator[Nsd]:
-    """Run ``nsd -d`` serving ``zones`` (name -> zone text) on ``host``, UDP and TCP."""
+def nsd_server(directory: Path, zones: dict[str, str], host: str = "127.0.0.1",
+               port: int | None = None) -> Iterator[Nsd]:
+    """Run ``nsd -d`` serving ``zones`` (name -> zone text) on ``host``, UDP and TCP; ``port``
+    to start it again where a stopped one was."""
     binary = require("nsd")
     directory.mkdir(parents=True, exist_ok=True)
-    port = _free_udp_tcp_port(host)  # nsd binds both: a UDP-only free port may be taken over TCP
+    port = port or _free_udp_tcp_port(host)  # nsd binds both: a UDP-only free port may be taken over TCP
     for name, text in zones.items():
         (directory / f"{name}.zone").write_text(text)
     conf = directory / "nsd.conf"

@@ -118,3 +118,33 @@ async def test_downsampling_runs_in_the_writer_thread(tmp_path: Path) -> None:
     assert rows == [(60, _ms(T0 + timedelta(hours=60))), (3600, _ms(T0 + timedelta(hours=30))),
                     (3600, _ms(T0 + timedelta(hours=60)))]
     store.close()
+
+
+async def test_a_heartbeat_the_store_could_not_write_leaves_a_gap(tmp_path: Path) -> None:
+    """Found by tests/faults/test_store_faults.py: after a full disk the next heartbeat stretched
+    the run's coverage over the time nothing could be recorded, which the reports then counted
+    as watched. Coverage resumes in a new row: that time is UNKNOWN."""
+    from monitor.state import Change, Status
+
+    store = Store(tmp_path / "s.db")
+    store.open()
+    rec = Recorder(store)
+    rec.start(T0)
+    rec.tick(T0 + timedelta(seconds=15))
+    await store.flush()
+    with sqlite3.connect(store.path) as c:
+        c.execute("CREATE TRIGGER no_writes BEFORE INSERT ON changes BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    at = T0 + timedelta(seconds=20)
+    store.submit("1/link/icmp/127.0.0.1", Change(State.UP, State.DOWN, at, None, ""), Status(State.DOWN, at))
+    rec.tick(T0 + timedelta(seconds=30))  # refused: a state change before it is not written
+    await store.flush()
+    with sqlite3.connect(store.path) as c:
+        c.execute("DROP TRIGGER no_writes")
+    rec.tick(T0 + timedelta(seconds=45))
+    rec.tick(T0 + timedelta(seconds=60), stopping=True)
+    await store.flush()
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT started_ms, heartbeat_ms, stopped_ms FROM coverage ORDER BY id").fetchall() == [
+            (_ms(T0), _ms(T0) + 15_000, None), (_ms(T0) + 45_000, _ms(T0) + 60_000, _ms(T0) + 60_000)]
+    assert [c.at for c in store.changes_sync()] == [at]  # written late, at its own time
+    store.close()
