@@ -390,7 +390,7 @@ units:
 
 def test_bad_default_timing_reported_once() -> None:
     units = "\n".join(
-        f"  - {{code: {u.code}, name: {u.name}, type: {u.type}, link: {{address: 10.0.0.{n + 1}}}}}"
+        f"  - {{code: {u.code}, name: {u.name}, type: {u.type}, link: {{address: 127.0.0.{n + 1}}}}}"
         for n, u in enumerate(official_units(79)[:20])
     )
     text = f"province: 79\ndefaults: {{timeout: 40s, templates: {{portal: null}}}}\nunits:\n{units}\n"

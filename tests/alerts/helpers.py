@@ -51,8 +51,8 @@ def unit_targets(unit: int = UNIT) -> list[Target]:
     """A unit as the inventory expands it: link (icmp), two VC rooms, portal, mail, procedures."""
     return [
         target("link", "icmp", unit=unit),
-        target("vc_gov", "tcp", addr=f"10.{unit % 250}.1.1:1720", unit=unit),
-        target("vc_party", "tcp", addr=f"10.{unit % 250}.1.2:1720", unit=unit),
+        target("vc_gov", "tcp", addr=f"127.{unit % 250}.1.1:1720", unit=unit),
+        target("vc_party", "tcp", addr=f"127.{unit % 250}.1.2:1720", unit=unit),
         target("portal", "http", unit=unit),
         target("email", "tcp", addr=f"mail-{unit}.example.vn:25", unit=unit),
         target("procedures", "http", unit=unit),
