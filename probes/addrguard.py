@@ -161,7 +161,7 @@ def builtin_reason(net: IPNetwork) -> str | None:
     """Why ``net`` can never be allowed: it lies entirely inside the built-in deny list."""
     for builtin, why in _BUILTIN:
         if net.version == builtin.version and net.subnet_of(builtin):  # type: ignore[arg-type]
-            return f"{builtin} ({why})"
+            return f"{builtin}: {why}"
     return None
 
 
