@@ -325,7 +325,7 @@ class ProbeContext:
         else:
             why = self.guard.check(addr) or ""
         if why:
-            self.logger.warning("connection refused: %s", why)
+            self.logger.warning("not connecting: %s", why)
             raise AddressDenied(why)
         return address
 
