@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -160,7 +159,7 @@ def parse_network(text: str) -> IPNetwork:
 def builtin_reason(net: IPNetwork) -> str | None:
     """Why ``net`` can never be allowed: it lies entirely inside the built-in deny list."""
     for builtin, why in _BUILTIN:
-        if net.version == builtin.version and net.subnet_of(builtin):  # type: ignore[arg-type]
+        if net.version == builtin.version and net.subnet_of(builtin):  # type: ignore[arg-type]  # same version
             return f"{builtin}: {why}"
     return None
 
@@ -196,7 +195,3 @@ def _shown(addr: IPAddress, cand: IPAddress) -> str:
 def policy(allow: tuple[str, ...], deny: tuple[str, ...]) -> AddressPolicy:
     """The policy of a validated inventory's lists (built once per distinct pair of lists)."""
     return AddressPolicy(tuple(map(parse_network, allow)), tuple(map(parse_network, deny)))
-
-
-def networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    return tuple(parse_network(v) for v in values)
