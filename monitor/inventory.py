@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from monitor import units as official
 from monitor.targets import SERVICES, Target
+from probes import addrguard
 from probes.base import ProbeConfig
 from probes.registry import KINDS
 
@@ -258,6 +259,27 @@ UnitName = Annotated[str, BeforeValidator(_name)]
 UnitType = Annotated[Literal["phường", "xã", "đặc khu"], BeforeValidator(_unit_type)]
 NonEmptyStr = Annotated[str, BeforeValidator(_non_empty)]
 DnsServer = Annotated[str, BeforeValidator(_host_port(53))]
+
+
+def _network(value: object) -> str:
+    if not isinstance(value, str):
+        raise _err("network", f"not a network in CIDR notation (e.g. 127.0.0.66/32): {value!r}")
+    try:
+        return str(addrguard.parse_network(value))
+    except ValueError as e:
+        raise _err("network", str(e)) from None
+
+
+def _allowed_network(value: object) -> str:
+    net = _network(value)
+    inside = addrguard.builtin_reason(addrguard.parse_network(net))
+    if inside is not None:
+        raise _err("network", f"{net} lies inside the built-in deny list ({inside}): it can never be allowed")
+    return net
+
+
+DeniedNetwork = Annotated[str, BeforeValidator(_network)]
+AllowedNetwork = Annotated[str, BeforeValidator(_allowed_network)]
 SmtpHost = Annotated[str, BeforeValidator(_host_port(25))]
 TlsHost = Annotated[str, BeforeValidator(_host_port(443))]
 
@@ -579,6 +601,9 @@ class MonitorSettings(BaseModel):
     concurrency: PositiveInt = 1000
     per_host_concurrency: PositiveInt = 8
     allow_any_target: bool = False
+    # /probe outside the inventory (allow_any_target): the address guard (probes/addrguard.py).
+    probe_allow: list[AllowedNetwork] = []  # empty: any address not denied
+    probe_deny: list[DeniedNetwork] = []  # on top of the built-in list
     public_status: bool = False  # serve the read-only public status page at /public (monitor/wallboard.py)
     modules: dict[str, Options] = {}
 

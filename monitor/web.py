@@ -38,7 +38,7 @@ from monitor.state import State
 from monitor.targets import Target
 from monitor.web_alerts import AlertsView
 from monitor.webconfig import WebConfig
-from probes import registry
+from probes import addrguard, registry
 from probes.base import ProbeConfig, ProbeContext
 from probes.runner import common_samples, run_probe
 
@@ -68,6 +68,10 @@ class ModuleView(Protocol):
 class MonitorSettingsView(Protocol):
     @property
     def allow_any_target(self) -> bool: ...
+    @property
+    def probe_allow(self) -> Sequence[str]: ...
+    @property
+    def probe_deny(self) -> Sequence[str]: ...
 
 
 class InventoryView(Protocol):
@@ -216,14 +220,21 @@ async def probe(request: web.Request) -> web.Response:
         timeout = probe_timeout(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), mod_timeout)
     except ValueError:
         return _text(400, "Failed to parse timeout from Prometheus header")
-    if not inv.monitor.allow_any_target and not request.app[ALLOWED].allows(inv, kind, target):
+    in_inventory = request.app[ALLOWED].allows(inv, kind, target)
+    if not inv.monitor.allow_any_target and not in_inventory:
         return _text(
             403,
             f"target {target!r} is not in the inventory for probe {kind}: /probe only checks "
             "inventory targets unless monitor.allow_any_target is true",
         )
+    if not in_inventory and kind == "certfile":  # a local path, not an address: no policy can judge it
+        return _text(
+            403, f"probe certfile reads local files: /probe runs it for inventory targets only, not {target!r}"
+        )
 
     ctx = engine.context(timeout)
+    if not in_inventory:  # anyone's target: every address it reaches goes through the guard
+        ctx.guard = addrguard.policy(tuple(inv.monitor.probe_allow), tuple(inv.monitor.probe_deny))
     debug = q.get("debug", "").lower() == "true"
     capture: _Capture | None = None
     if debug:

@@ -30,6 +30,8 @@ import dns.exception
 import dns.resolver
 from pydantic import BaseModel, ConfigDict
 
+from probes import addrguard
+
 
 class Reason(StrEnum):
     """Machine-readable failure reasons, shared by every probe."""
@@ -83,6 +85,7 @@ class Reason(StrEnum):
     SMTP_BANNER = "smtp_banner"  # no 220 greeting
     SMTP_EHLO = "smtp_ehlo_refused"  # EHLO not answered 250
     EMAIL_NO_MX = "email_no_mx"  # the mail domain does not exist or has no (usable) MX
+    ADDRESS_DENIED = "address_denied"  # /probe outside the inventory: the address guard refused it
     INTERNAL_ERROR = "internal_error"
 
 
@@ -125,6 +128,13 @@ class ResolveError(Exception):
     def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class AddressDenied(OSError):
+    """Connect time: the address is outside the address policy (``ProbeContext.pin``).
+
+    An OSError so that every probe's connect error path reports it unchanged;
+    ``os_error_reason`` maps it to ``address_denied``."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -265,10 +275,68 @@ class ProbeContext:
     # one dict per target; one-shot callers pass a fresh one). Only probes that compute
     # rates use it (snmp: previous counters); it must stay small.
     memory: dict[str, Any] = field(default_factory=dict)
+    # The address policy, set by /probe for targets outside the inventory (the engine's
+    # inventory targets are trusted: None). Checked after resolution and again at connect time.
+    guard: addrguard.AddressPolicy | None = None
 
     def remaining(self) -> float:
         """Seconds left before the probe's deadline (never negative)."""
         return max(0.0, self.timeout - (time.monotonic() - self.started))
+
+    async def resolve(
+        self, host: str, ip_protocol: str = "ip4", fallback: bool = True, resolver: Resolver | None = None
+    ) -> Resolved:
+        """Resolve ``host`` (with ``resolver``, default ``self.resolver``) and, under a guard,
+        check the one address the probe will connect to; ResolveError(address_denied) if refused.
+
+        A host written as an address in any form getaddrinfo() takes (``0x7f000001``,
+        ``127.1``, ``::ffff:127.0.0.1``) is judged as that address and never sent to DNS.
+        """
+        r = resolver or self.resolver
+        if self.guard is None:
+            return await r.resolve(host, ip_protocol, fallback)
+        literal = addrguard.parse_host(host.strip("[]") if host.startswith("[") else host)
+        if literal is not None:
+            self._refuse(literal, f"{host}: ")
+            fam = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            return Resolved(str(literal), fam, 0.0)
+        resolved = await r.resolve(host, ip_protocol, fallback)
+        checked = addrguard.parse_literal(resolved.address)
+        if checked is None:  # a resolver never hands out anything else; refuse rather than guess
+            raise ResolveError(Reason.ADDRESS_DENIED, f"{host}: resolved to {resolved.address!r}, not an address")
+        self._refuse(checked, f"{host} resolves to {resolved.address}: ")
+        return resolved
+
+    def _refuse(self, addr: addrguard.IPAddress, context: str) -> None:
+        assert self.guard is not None
+        why = self.guard.check(addr)
+        if why is not None:
+            self.logger.warning("probe refused: %s%s", context, why)
+            raise ResolveError(Reason.ADDRESS_DENIED, context + why)
+
+    def pin(self, address: str) -> str:
+        """Connect time: ``address`` must be an IP literal (never a name: no second resolution
+        between the check and the connect) that the guard admits. Returns it; AddressDenied if not."""
+        if self.guard is None:
+            return address
+        addr = addrguard.parse_literal(address)
+        if addr is None:
+            why = f"{address!r} is not an IP address: refusing to resolve it again at connect time"
+        else:
+            why = self.guard.check(addr) or ""
+        if why:
+            self.logger.warning("not connecting: %s", why)
+            raise AddressDenied(why)
+        return address
+
+    async def open_connection(self, address: str, port: int, **kwargs: Any) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter
+    ]:
+        """asyncio.open_connection to the resolved ``address``, checked (``pin``) and numeric
+        only (AI_NUMERICHOST: a name would fail rather than be resolved here)."""
+        return await asyncio.open_connection(
+            self.pin(address), port, flags=socket.AI_NUMERICHOST, **kwargs
+        )
 
 
 def timeout_reason(phase: str) -> Reason:
@@ -294,6 +362,8 @@ def failure(reason: Reason, message: str, start: float, *samples: Sample) -> Pro
 
 def os_error_reason(exc: BaseException) -> Reason:
     """Map a socket-level exception to a reason."""
+    if isinstance(exc, AddressDenied):
+        return Reason.ADDRESS_DENIED
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return Reason.TIMEOUT
     if isinstance(exc, ConnectionRefusedError):

@@ -159,7 +159,7 @@ def _soa_serial(msg: dns.message.Message) -> int | None:
 async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
     host, port = split_host_port(server, cfg.port)
     try:
-        resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
         return Answer(server, None, e.reason, f"cannot resolve {host}: {e}")
     query = dns.message.make_query(cfg.query_name, cfg.query_type)
@@ -173,7 +173,7 @@ async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
     try:
         async with asyncio.timeout(ctx.remaining()):
             sock = await backend.make_socket(  # type: ignore[no-untyped-call]
-                resolved.family, kind, 0, None, (addr, port), ctx.remaining())
+                resolved.family, kind, 0, None, (ctx.pin(addr), port), ctx.remaining())
             t1 = time.monotonic()
             async with sock:
                 if cfg.transport == "tcp":

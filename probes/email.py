@@ -104,14 +104,14 @@ async def lookup_mx(domain: str, resolver: Resolver, lifetime: float) -> list[tu
 async def _check_mx(mx: MxResult, cfg: Config, ctx: ProbeContext, resolver: Resolver) -> None:
     host, port = split_host_port(mx.host, cfg.smtp_port) if mx.host.startswith("[") else (mx.host, cfg.smtp_port)
     try:
-        resolved = await resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback, resolver=resolver)
     except ResolveError as e:
         mx.reason, mx.message = e.reason, f"MX {host}: {e}"
         return
     banners: list[str] = []
 
     async def opener() -> tlsprobe.Streams:
-        streams = await asyncio.open_connection(resolved.address, port, limit=64 * 1024)
+        streams = await ctx.open_connection(resolved.address, port, limit=64 * 1024)
         try:
             banners.append(await tcp.smtp_starttls(streams, cfg.ehlo_name, detailed=True))
         except BaseException:

@@ -230,7 +230,7 @@ async def _request(
     st.phase = "resolve"
     t = time.monotonic()
     try:
-        resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
         raise _Fail(e.reason, str(e)) from e
     if not st.resolved_samples:
@@ -238,7 +238,7 @@ async def _request(
     t = st.add("resolve", t)
 
     async def opener() -> tlsprobe.Streams:
-        return await asyncio.open_connection(resolved.address, port, limit=_HEADER_LIMIT)
+        return await ctx.open_connection(resolved.address, port, limit=_HEADER_LIMIT)
 
     st.phase = "connect"
     try:

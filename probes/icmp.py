@@ -43,6 +43,7 @@ from typing import Literal
 from pydantic import Field
 
 from probes.base import (
+    AddressDenied,
     ProbeConfig,
     ProbeContext,
     ProbeResult,
@@ -355,6 +356,7 @@ async def echo_round(
     futures: list[asyncio.Future[Reply]] = []
     send_error: OSError | None = None
     setup_start = time.monotonic()
+    ctx.pin(addr)  # connect-time check of the address the echoes go to (icmp and link alike)
     with lease(family, mode) as pinger:
         setup_s = time.monotonic() - setup_start
         try:
@@ -379,7 +381,7 @@ async def echo_round(
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
     try:
-        resolved = await ctx.resolver.resolve(target, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(target, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
         return failure(e.reason, str(e), start, *_phases(time.monotonic() - start, 0.0, 0.0))
     resolve_s = time.monotonic() - start
@@ -394,6 +396,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
         )
     except OSError as e:
         why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
+        if isinstance(e, AddressDenied):
+            why = "echo request"
         return failure(
             os_error_reason(e), f"{why}: {e.strerror or e}", start, *resolved.samples(),
             *_phases(resolve_s, time.monotonic() - setup_start, 0.0),

@@ -28,6 +28,7 @@ import time
 from pydantic import Field, model_validator
 
 from probes.base import (
+    AddressDenied,
     ProbeConfig,
     ProbeContext,
     ProbeResult,
@@ -118,7 +119,7 @@ def grade(loss: float, median: float | None, jit: float | None, cfg: Config) -> 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
     try:
-        resolved = await ctx.resolver.resolve(target, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(target, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
         return failure(e.reason, str(e), start)
     addr = resolved.address
@@ -131,6 +132,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
         )
     except OSError as e:
         why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
+        if isinstance(e, AddressDenied):
+            why = "echo request"
         return failure(os_error_reason(e), f"{why}: {e.strerror or e}", start, *resolved.samples())
 
     rtts: list[float | None] = [r.rtt if r is not None else None for r in rnd.replies()]

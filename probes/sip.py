@@ -312,7 +312,7 @@ async def _over_udp(uri: SipUri, address: str, family: int, *, cfg: Config, ctx:
                     sent: list[int]) -> _Outcome:
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(
-        _Datagrams, remote_addr=(address, uri.port), family=family
+        _Datagrams, remote_addr=(ctx.pin(address), uri.port), family=family
     )
     try:
         local = transport.get_extra_info("sockname")
@@ -409,7 +409,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     try:
         async with asyncio.timeout(ctx.remaining()):
             try:
-                resolved = await ctx.resolver.resolve(uri.host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+                resolved = await ctx.resolve(uri.host, cfg.ip_protocol, cfg.ip_protocol_fallback)
             except ResolveError as e:
                 return failure(e.reason, str(e), start)
             samples.extend(resolved.samples())
@@ -419,7 +419,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             else:
 
                 async def opener() -> tlsprobe.Streams:
-                    return await asyncio.open_connection(resolved.address, uri.port, limit=MAX_MESSAGE)
+                    return await ctx.open_connection(resolved.address, uri.port, limit=MAX_MESSAGE)
 
                 phase = "connect"
                 try:

@@ -65,6 +65,7 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
 from probes.base import (
+    AddressDenied,
     ProbeConfig,
     ProbeContext,
     ProbeResult,
@@ -543,7 +544,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
     host, port = split_host_port(target, cfg.port)
     try:
-        resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+        resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
         return failure(e.reason, str(e), start)
     if ":" in resolved.address:
@@ -557,7 +558,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     samples: list[Sample] = [*resolved.samples()]
     try:
         async with lease(engine_key) as engine:
-            session = _Session(engine, auth, resolved.address, port, version, cfg.retries, ctx)
+            session = _Session(engine, auth, ctx.pin(resolved.address), port, version, cfg.retries, ctx)
             names: dict[str, int] = memory.setdefault("ifindex", {})
             indexes = await resolve_interfaces(session, cfg.interfaces, names, cfg.max_repetitions)
             oids = [SYS_UPTIME]
@@ -572,7 +573,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     except SnmpFailure as e:
         return failure(e.reason, str(e), start, *samples)
     except OSError as e:
-        return failure(Reason.SNMP_ERROR, f"{target}: {e.strerror or e}", start, *samples)
+        reason = Reason.ADDRESS_DENIED if isinstance(e, AddressDenied) else Reason.SNMP_ERROR
+        return failure(reason, f"{target}: {e.strerror or e}", start, *samples)
 
     uptime_v = values.get(SYS_UPTIME)
     if uptime_v is None or _missing(uptime_v):

@@ -29,6 +29,7 @@ from probes.base import (
     ResolveError,
     Sample,
     failure,
+    os_error_reason,
     split_host_port,
 )
 
@@ -173,13 +174,13 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     try:
         async with asyncio.timeout(ctx.remaining()):
             try:
-                resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+                resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
             except ResolveError as e:
                 return failure(e.reason, str(e), start)
             samples.extend(resolved.samples())
             loop = asyncio.get_running_loop()
             transport, proto = await loop.create_datagram_endpoint(
-                _Datagrams, remote_addr=(resolved.address, port), family=resolved.family
+                _Datagrams, remote_addr=(ctx.pin(resolved.address), port), family=resolved.family
             )
             try:
                 tid = new_transaction_id()
@@ -226,6 +227,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             return failure(Reason.STUN_NO_RESPONSE,
                            f"no answer to {sent} Binding requests within {ctx.timeout:g}s", start, *samples)
         return failure(Reason.TIMEOUT, f"no answer within {ctx.timeout:g}s", start, *samples)
+    except OSError as e:  # opening the socket (address refused by the guard, no route)
+        return failure(os_error_reason(e), f"{host}:{port}: {e}", start, *samples)
     samples.append(Sample("wardwatch_stun_retransmissions", float(sent - 1)))
     samples.append(Sample("wardwatch_stun_rtt_seconds", rtt))
     if msg.msg_type == BINDING_ERROR:

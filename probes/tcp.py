@@ -129,13 +129,13 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     try:
         async with asyncio.timeout(ctx.remaining()):
             try:
-                resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+                resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
             except ResolveError as e:
                 return failure(e.reason, str(e), start)
             samples.extend(resolved.samples())
 
             async def opener() -> tlsprobe.Streams:
-                streams = await asyncio.open_connection(resolved.address, port, limit=_LINE_LIMIT)
+                streams = await ctx.open_connection(resolved.address, port, limit=_LINE_LIMIT)
                 if cfg.starttls == "smtp":
                     try:
                         await _smtp_starttls(streams, cfg.smtp_ehlo_name)

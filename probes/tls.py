@@ -47,13 +47,13 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     try:
         async with asyncio.timeout(ctx.remaining()):
             try:
-                resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
+                resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
             except ResolveError as e:
                 return failure(e.reason, str(e), start)
             samples.extend(resolved.samples())
 
             async def opener() -> tlsprobe.Streams:
-                return await asyncio.open_connection(resolved.address, port)
+                return await ctx.open_connection(resolved.address, port)
 
             phase = "connect"
             try:
