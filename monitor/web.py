@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from monitor import wallboard, web_alerts, webauth
 from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
@@ -213,7 +214,13 @@ async def probe(request: web.Request) -> web.Response:
         kind, cfg, mod_timeout = module.probe, module.config, module.timeout
     elif module_name in registry.KINDS:
         spec = registry.get(module_name)
-        kind, cfg, mod_timeout = module_name, spec.config(), DEFAULT_PROBE_TIMEOUT
+        try:
+            cfg = spec.config()
+        except ValueError as e:  # a kind with required options (dns: query_name) needs a named module
+            first = e.errors()[0] if isinstance(e, ValidationError) and e.errors() else None
+            what = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else str(e)
+            return _text(400, f'Module "{module_name}" needs options ({what}): name a module in monitor.modules')
+        kind, mod_timeout = module_name, DEFAULT_PROBE_TIMEOUT
     else:
         return _text(400, f'Unknown module "{module_name}"')
     try:

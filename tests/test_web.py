@@ -142,6 +142,9 @@ async def test_probe_endpoint(served: Served) -> None:
     assert status == 403
 
     assert await get(served, "/probe", module="nosuch", target="x") == (400, 'Unknown module "nosuch"\n')
+    # A bare kind whose probe needs options is a clear 400, not a 500.
+    status, text = await get(served, "/probe", module="dns", target="127.0.0.1:53")
+    assert status == 400 and "query_name" in text and "monitor.modules" in text
     assert (await get(served, "/probe", module="tcp"))[0] == 400
 
     status, text = await get(served, "/probe", module="http_2xx", target=n.url(n.plain), debug="true")
