@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import dns.asyncresolver
 import dns.exception
+import dns.nameserver
 import dns.resolver
 from pydantic import BaseModel, ConfigDict
 
@@ -163,13 +164,9 @@ class Resolver:
         self._dns: dns.asyncresolver.Resolver | None = None
         if self.nameservers:
             r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = []
-            ports: dict[str, int] = {}
-            for ns in self.nameservers:
-                host, port = split_host_port(ns, 53)
-                r.nameservers.append(host)
-                ports[host] = port
-            r.nameserver_ports = ports
+            # One Nameserver object each: two servers on one host with different ports stay two
+            # (a host -> port map, dnspython's older form, keeps only the last port).
+            r.nameservers = [dns.nameserver.Do53Nameserver(*split_host_port(ns, 53)) for ns in self.nameservers]
             r.lifetime = timeout
             r.cache = dns.resolver.LRUCache(max_size=100_000)
             self._dns = r

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from probes import dns as dnsprobe
-from probes.base import ProbeContext, ProbeResult, Reason
+from probes.base import ProbeContext, ProbeResult, Reason, Resolver
 from tests.peers.nsd import Nsd, nsd_server, portal_zone
 from tests.peers.proc import free_port
 
@@ -210,3 +210,11 @@ def test_config_rejects_bad_values() -> None:
     with pytest.raises(ValidationError):
         dnsprobe.Config(query_name="x", query_tpye="A")  # type: ignore[call-arg]
 
+
+
+async def test_two_servers_on_one_host_keep_their_own_ports(ns1: Nsd) -> None:
+    # The first server serves, the second listens nowhere (same host, another port). A host -> port
+    # map would keep only the last port and ask the dead one: the name would not resolve.
+    resolver = Resolver([ns1.address, f"{ns1.host}:{free_port(ns1.host)}"], timeout=3.0)
+    got = await resolver.resolve("portal.test")
+    assert got.address == "127.0.0.10"
