@@ -24,6 +24,7 @@ class Wardwatch:
     url: str
     listen: str  # host:port, for a scrape config
     log: Path
+    pid: int = 0  # its process group, for a test that kills it
 
 
 def _log_file(path: Path) -> BinaryIO:
@@ -58,7 +59,7 @@ async def wardwatch_run(
                         if r.status == 200:
                             break
                 await asyncio.sleep(0.05)  # /readyz is the only readiness signal a child offers
-        yield Wardwatch(url, listen, log)
+        yield Wardwatch(url, listen, log, proc.pid)
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
