@@ -58,10 +58,15 @@ def build() -> dict[str, Any]:
         description="Firing alerts from the wardwatch Prometheus rules (alerts/rules).",
         steps=((None, "green"), (1, "orange"))))
     d = d.with_panel(stat_panel(
-        "Availability today", [(f"avg({q.availability()})", "")], unit="percentunit", decimals=2, w=6,
+        "Availability today", [(f"avg({q.availability()})", "")], unit="percentunit", decimals=2, w=3,
         time_from="now/d", description="Share of successful probes since midnight, all units and services "
         "in scope (certificates excluded).",
         steps=((None, "red"), (0.99, "orange"), (0.995, "green"))))
+    d = d.with_panel(stat_panel(
+        "Down from some vantages", [(q.targets_down_from_some_vantages(), "")], w=3,
+        description="Targets some wardwatch replicas see down while another sees them up: a path problem "
+        "from one site, not the service (always 0 with one instance).",
+        steps=((None, "green"), (1, "yellow"))))
 
     d = d.with_row(db.Row("Status grid"))
     grid = (

@@ -82,6 +82,13 @@ def units_isolated(scope: Iterable[str] = (PROVINCE, UNITS)) -> str:
     return count_or_zero(f"max by ({UNIT}) (max by ({TARGET_LABELS}) ({link})) == 0")
 
 
+def targets_down_from_some_vantages(scope: Iterable[str] = SCOPE) -> str:
+    """Targets some replicas see DOWN while another sees them UP (a path problem from one site:
+    alerts/rules WardwatchTargetDownFromSomeVantages). Always 0 with one instance."""
+    s = sel("wardwatch_target_state", scope=scope)
+    return count_or_zero(f"(min by ({TARGET_LABELS}) ({s}) == 0) and (max by ({TARGET_LABELS}) ({s}) == 1)")
+
+
 def cert_days_left(scope: Iterable[str] = SCOPE) -> str:
     """Days left of every certificate wardwatch sees, one series per certificate:
 
@@ -107,7 +114,8 @@ def availability(window: str = "$__range", scope: Iterable[str] = SCOPE) -> str:
     """Per unit and service, the share of successful probes over ``window`` (the SLO's SLI:
     alerts/rules/slo.yml). ``certs`` is left out: its probes fail on purpose weeks before expiry."""
     ok = sel("probe_success", 'service!="certs"', scope=scope)
-    return f"avg by ({UNIT_SERVICE}) (avg_over_time({ok}[{window}]))"
+    # Each target once, at the best share any replica saw (as alerts/rules/slo.yml counts it).
+    return f"avg by ({UNIT_SERVICE}) (max by ({TARGET_LABELS}) (avg_over_time({ok}[{window}])))"
 
 
 def budget_remaining(window: str = "$__range", scope: Iterable[str] = SCOPE) -> str:

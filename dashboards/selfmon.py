@@ -51,6 +51,14 @@ def build() -> dict[str, Any]:
         "Store errors (range)", [(f"sum(increase({_s('wardwatch_store_errors_total')}[$__range]))", "")], w=4,
         decimals=0, steps=((None, "green"), (1, "red"))))
 
+    d = d.with_panel(stat_panel(
+        "Instances: vantage, shard, replicas",
+        [(f"count by (instance, vantage, shard, replicas) ({_s('wardwatch_instance_info')})",
+          "{{instance}} · {{vantage}} · {{shard}} ×{{replicas}}")],
+        w=24, text_mode=cm.BigValueTextMode.NAME, steps=((None, "blue"),),
+        description="Where each instance probes from (wardwatch run --vantage) and its share of the "
+        "inventory (--shard I/N, every target probed by --replicas of them)."))
+
     d = d.with_row(db.Row("Scheduling and probes"))
     bucket = _s("wardwatch_schedule_lateness_seconds_bucket")
     d = d.with_panel(timeseries_panel("Schedule lateness", [

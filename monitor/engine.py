@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from monitor.placement import Placement
 from monitor.state import Change, State, Status, needs_recheck, observe
 from monitor.targets import Target
 from probes import registry
@@ -84,21 +85,9 @@ class EngineStats:
         self.lateness_count += 1
 
 
-def parse_shard(value: str) -> tuple[int, int]:
-    """'I/N' with 1 <= I <= N (the first of three shards is 1/3)."""
-    try:
-        i_s, n_s = value.split("/")
-        i, n = int(i_s), int(n_s)
-    except ValueError:
-        raise ValueError(f"shard must be I/N, e.g. 1/3 (got {value!r})") from None
-    if not 1 <= i <= n:
-        raise ValueError(f"shard I/N needs 1 <= I <= N (got {value!r})")
-    return i, n
-
-
-def in_shard(target: Target, shard: tuple[int, int]) -> bool:
-    i, n = shard
-    return target.stable_hash() % n == i - 1
+def in_shard(target: Target, shard: tuple[int, int], replicas: int = 1) -> bool:
+    """Whether instance I of N probes ``target`` (rendezvous hashing: monitor/placement.py)."""
+    return Placement(shard[0], shard[1], replicas).owns(target.key)
 
 
 class Engine:
@@ -108,12 +97,14 @@ class Engine:
         store: Store | None = None,
         *,
         shard: tuple[int, int] = (1, 1),
+        placement: Placement | None = None,
         probes: Callable[[str], registry.ProbeSpec] = registry.get,
     ) -> None:
         self.inventory = inventory
         self._probes = probes
         self.store = store
-        self.shard = shard
+        self.placement = placement or Placement(*shard)
+        self.shard = (self.placement.index, self.placement.count)
         self.stats = EngineStats()
         self.entries: dict[str, Entry] = {}
         self.ready = asyncio.Event()
@@ -166,9 +157,9 @@ class Engine:
         return ProbeContext(timeout=timeout, resolver=self.resolver, tls=self.tls)
 
     def _select(self, targets: list[Target]) -> list[Target]:
-        if self.shard == (1, 1):
+        if self.placement.everything:
             return list(targets)
-        return [t for t in targets if in_shard(t, self.shard)]
+        return [t for t in targets if self.placement.owns(t.key)]
 
     def _install(self, targets: list[Target], persisted: dict[str, Status]) -> None:
         """Build entries; keep the entry (state and schedule) of every unchanged target."""

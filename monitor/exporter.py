@@ -30,6 +30,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from monitor import __version__
+from monitor.placement import Placement
 from monitor.state import STATE_VALUE, State, Status
 from monitor.targets import SERVICES, Target
 from probes.base import ProbeResult, Sample
@@ -97,6 +98,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "wardwatch_targets": (GAUGE, "Targets monitored, by service and state"),
     "wardwatch_metrics_render_seconds": (GAUGE, "How long the previous /metrics render took"),
     "wardwatch_build_info": (GAUGE, "Build information; the value is always 1"),
+    "wardwatch_instance_info": (
+        GAUGE,
+        "Where this instance probes from (vantage) and its share (shard I/N, replicas); always 1",
+    ),
     # Series blackbox_exporter lacks, added beside its own (never changing their meaning).
     "wardwatch_icmp_packets_sent": (GAUGE, "ICMP echo requests sent in the last probe"),
     "wardwatch_icmp_packets_received": (GAUGE, "ICMP echo replies received in the last probe"),
@@ -270,6 +275,7 @@ class Snapshot:
     entries: Mapping[str, EntryView]
     values: tuple[EntryView, ...]
     stats: StatsSnapshot
+    placement: Placement = Placement()
 
 
 def snapshot(engine: EngineView) -> Snapshot:
@@ -291,6 +297,8 @@ def snapshot(engine: EngineView) -> Snapshot:
             st.last_reload_success,
             st.store_errors,
         ),
+        # Not part of EngineView: a view without one is a single, whole instance.
+        getattr(engine, "placement", None) or Placement(),
     )
 
 
@@ -531,6 +539,10 @@ class MetricsRenderer:
                 lines.append(f"{name}{{{p}{own}}} {val}")
 
         self._self_metrics(fam, snap.stats, counts)
+        pl = snap.placement
+        fam["wardwatch_instance_info"] = [
+            f'wardwatch_instance_info{{replicas="{pl.replicas}",shard="{pl.shard}",vantage="{_wl(pl.vantage)}"}} 1'
+        ]
         parts: list[str] = []
         write_families(fam, parts, lambda name: wire(family_header(name)))
         if self._process is not None:

@@ -87,6 +87,23 @@ async def test_bad_input_is_a_clear_usage_error(args: tuple[str, ...]) -> None:
     assert err.strip()
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--shard", "1/2", "--replicas", "3"), "--replicas 3 needs at least 3 instances, but --shard 1/2"),
+        (("--replicas", "0"), "--replicas: must be at least 1 (got 0)"),
+        (("--replicas", "two"), "--replicas: expected a whole number of instances, got 'two'"),
+        (("--vantage", "hcm dc1"), "--vantage: vantage must be"),
+    ],
+)
+async def test_run_refuses_impossible_placement(args: tuple[str, ...], says: str, tmp_path: Path) -> None:
+    inv = inventory(tmp_path / "inv.yaml", [9])
+    rc, out, err = await wardwatch("run", "-c", str(inv), "--store", str(tmp_path / "w.db"), *args)
+    assert rc == 2 and "Traceback" not in out + err
+    assert says in err, err
+    assert not (tmp_path / "w.db").exists()  # refused before anything started
+
+
 def inventory(path: Path, ports: list[int]) -> Path:
     checks = "\n".join(f"      - {{service: vc_gov, probe: tcp, target: '127.0.0.1:{p}'}}" for p in ports)
     path.write_text(

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from monitor.engine import Engine, Entry, in_shard, parse_shard
+from monitor.engine import Engine, Entry, in_shard
 from monitor.inventory import load_inventory
+from monitor.placement import parse_shard
 from monitor.state import Change, State
 from monitor.store import Store
 from probes import registry

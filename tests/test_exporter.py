@@ -19,6 +19,7 @@ from monitor.exporter import (
     render_samples,
     snapshot,
 )
+from monitor.placement import Placement
 from monitor.state import STATE_VALUE, State, Status
 from monitor.targets import Target
 from probes.base import ProbeConfig, ProbeResult, Reason, Sample
@@ -238,6 +239,16 @@ def test_self_metrics() -> None:
     assert 'wardwatch_targets{service="link",state="unknown"} 1\n' in text
     assert 'wardwatch_targets{service="email",state="up"} 0\n' in text
     assert re.search(r'^wardwatch_build_info\{version="[^"]+"\} 1$', text, re.M)
+    # A view without a placement is one whole instance.
+    assert 'wardwatch_instance_info{replicas="1",shard="1/1",vantage=""} 1\n' in text
+
+
+def test_instance_info_says_where_and_which_share() -> None:
+    engine = FakeEngine(sample_entries(), sample_stats())
+    engine.placement = Placement(2, 3, 2, "hcm-dc2")  # type: ignore[attr-defined]
+    text = render(engine)
+    assert 'wardwatch_instance_info{replicas="2",shard="2/3",vantage="hcm-dc2"} 1\n' in text
+    assert "# TYPE wardwatch_instance_info gauge\n" in text
 
 
 def test_probe_label_cannot_shadow_target_label() -> None:

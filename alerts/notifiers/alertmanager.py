@@ -1,8 +1,9 @@
 """Alertmanager API v2: ``POST <url>/api/v2/alerts`` with one alert (the recommended production path).
 
 Labels let Alertmanager group by unit and route by service (``alertname``, ``unit_code``,
-``unit``, ``service``, ``target``, ``severity``, plus the alert's own labels); a resolved
-notification carries ``endsAt``. Alertmanager deduplicates by label set itself.
+``unit``, ``service``, ``target``, ``severity``, plus the alert's own labels; a unit alert has
+no ``target``/``probe``, like the Prometheus rule's); a resolved notification carries
+``endsAt``. Alertmanager deduplicates by label set itself, across replicas too.
 """
 
 from __future__ import annotations
@@ -36,10 +37,22 @@ def _ts(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+# Alerts about a whole unit: their labels name the unit, not which of its links failed first
+# (that differs between replicas, and between two cuts of the same unit).
+UNIT_ALERTS = frozenset({"unit_isolated"})
+_TARGET_LABELS = ("probe", "target")
+
+
 def alert_json(n: Notification, ctx: RenderContext) -> dict[str, Any]:
+    """One postable alert. Its labels are the incident's identity and nothing else: every
+    replica of a wardwatch fleet (``run --replicas``) pushing the same incident sends the same
+    label set, so an Alertmanager cluster keeps one alert and sends one notification. Whatever
+    differs between replicas (times, the first failing link, messages, generatorURL) goes to
+    annotations, startsAt or generatorURL, which Alertmanager merges."""
     a = n.alert
     vals = templates.values(n, ctx.texts)
-    labels = {k: v for k, v in a.labels}
+    unit_alert = a.kind.value in UNIT_ALERTS
+    labels = {k: v for k, v in a.labels if not (unit_alert and k in _TARGET_LABELS)}
     labels.update({
         "alertname": ALERTNAMES.get(a.kind.value, a.kind.value),
         "severity": a.severity,
@@ -49,7 +62,7 @@ def alert_json(n: Notification, ctx: RenderContext) -> dict[str, Any]:
         labels["unit_code"] = str(a.unit_code)
     service = a.service or ("wardwatch" if a.unit_code is None else "")  # the monitor's own alerts
     for key, value in (("unit", a.unit), ("service", service), ("target", a.target), ("probe", a.probe)):
-        if value:
+        if value and not (unit_alert and key in _TARGET_LABELS):
             labels[key] = value
     if a.tier is not None:
         labels["tier"] = str(a.tier)
@@ -59,6 +72,8 @@ def alert_json(n: Notification, ctx: RenderContext) -> dict[str, Any]:
     }
     if a.reason:
         annotations["reason"] = a.reason
+    if unit_alert and a.target:
+        annotations["link"] = a.target  # the link seen failing first, by this replica
     if a.children:
         cert = a.kind.value in ("cert_expiring", "cert_expired")
         annotations["seen_at" if cert else "unreachable"] = ", ".join(a.children)

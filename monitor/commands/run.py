@@ -7,14 +7,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor.engine import Engine, parse_shard
+from monitor.engine import Engine
 from monitor.inventory import Inventory, InventoryError, load_inventory
+from monitor.placement import Placement, check_vantage, parse_shard
 from monitor.store import Store, StoreError
 
 if TYPE_CHECKING:
@@ -41,6 +43,39 @@ def _shard(value: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _replicas(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of instances, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {n})")
+    return n
+
+
+def _vantage(value: str) -> str:
+    try:
+        return check_vantage(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def default_vantage() -> str:
+    """The host name (its first label), when it makes a valid vantage; else "default"."""
+    name = socket.gethostname().split(".")[0]
+    try:
+        return check_vantage(name)
+    except ValueError:
+        return "default"
+
+
+def placement(args: argparse.Namespace) -> Placement:
+    """--shard, --replicas and --vantage together (ValueError: the one line to print)."""
+    index, count = args.shard
+    vantage = getattr(args, "vantage", None) or default_vantage()
+    return Placement(index, count, getattr(args, "replicas", 1), vantage)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="watch every target of an inventory")
     p.add_argument("-c", "--config", required=True, type=Path, help="inventory YAML")
@@ -48,7 +83,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                    help=f"HTTP listen address (default {DEFAULT_LISTEN})")
     p.add_argument("--store", type=Path, default=Path("wardwatch.db"), help="SQLite store (default ./wardwatch.db)")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
-                   help="probe only the targets whose stable hash falls in shard I of N")
+                   help="this is instance I of N: probe only the targets rendezvous hashing gives it")
+    p.add_argument("--replicas", type=_replicas, default=1, metavar="R",
+                   help="probe every target from R of the N instances (default 1; R <= N)")
+    p.add_argument("--vantage", type=_vantage, default=None, metavar="NAME",
+                   help="where this instance probes from (a site name), exported as "
+                   "wardwatch_instance_info{vantage} (default: the host name)")
     p.add_argument("--retention-days", type=float, default=400.0, help="keep state changes this long")
     p.add_argument("--public-status", action="store_true",
                    help="serve the read-only public status page at /public (unit and service states only; "
@@ -91,6 +131,11 @@ def run_loop(main: Coroutine[Any, Any, int], loop: str = "asyncio") -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
+        placement(args)
+    except ValueError as exc:
+        print(f"wardwatch run: {exc}", file=sys.stderr)
+        return 2
+    try:
         inventory = load_inventory(args.config)
     except InventoryError as exc:
         for problem in exc.problems:
@@ -128,7 +173,7 @@ async def serve(
     except StoreError as exc:
         print(f"wardwatch: {exc}", file=sys.stderr)
         return 2
-    engine = Engine(inventory, store, shard=args.shard)
+    engine = Engine(inventory, store, placement=placement(args))
     host, port = args.listen
     # Alerting starts only now, with the whole inventory loaded and validated.
     scheme = "https" if web_config is not None and web_config.tls is not None else "http"
@@ -169,8 +214,9 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "watching %d targets of %d units (shard %d/%d); metrics on %s://%s:%d/metrics",
-        len(engine.entries), len(inventory.units), *args.shard, scheme, host, port,
+        "watching %d targets of %d units (shard %s, replicas %d, vantage %s); metrics on %s://%s:%d/metrics",
+        len(engine.entries), len(inventory.units), engine.placement.shard, engine.placement.replicas,
+        engine.placement.vantage, scheme, host, port,
     )
     if started is not None:
         started.set()

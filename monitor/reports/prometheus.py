@@ -117,12 +117,15 @@ def timeline_from_samples(
 
 
 def load_prometheus(url: str, start: float, end: float, step: float, keys: set[str] | None = None) -> History:
-    states = query_range(url, "wardwatch_target_state", start, end, step)
+    # With replicas (wardwatch run --replicas) a target has a series per instance: read the best
+    # state any of them saw, as alerts/rules does; the earliest change date among them.
+    states = query_range(url, "max without (instance) (wardwatch_target_state)", start, end, step)
     if not states:
         raise ReportError(f"prometheus {url}: no wardwatch_target_state samples in the range "
                           "(is it scraping wardwatch, and does it keep data that old?)")
-    success = query_range(url, "probe_success", start, end, step)
-    since = query_range(url, "wardwatch_target_last_change_timestamp_seconds", start, end, step)
+    success = query_range(url, "max without (instance) (probe_success)", start, end, step)
+    since = query_range(url, "min without (instance) (wardwatch_target_last_change_timestamp_seconds)",
+                        start, end, step)
     targets: dict[str, TargetHistory] = {}
     for k, v in states.items():
         if keys is not None and k not in keys:

@@ -68,6 +68,15 @@ class Alertmanager:
     url: str
     port: int
     log: Path
+    pid: int = 0  # its process group, for a test that kills it
+
+
+async def cluster_peers(am_url: str) -> list[str]:
+    """The peers this Alertmanager's gossip sees (GET /api/v2/status), itself included."""
+    async with aiohttp.ClientSession() as http, http.get(f"{am_url}/api/v2/status") as resp:
+        resp.raise_for_status()
+        body = await resp.json()
+        return [str(p.get("address", "")) for p in (body.get("cluster") or {}).get("peers") or []]
 
 
 def _ready(url: str, timeout: float, proc: Any) -> None:
@@ -84,27 +93,52 @@ def _ready(url: str, timeout: float, proc: Any) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """This node's gossip port and its peers' (an Alertmanager HA cluster on loopback)."""
+
+    port: int
+    peers: Sequence[int]
+    peer_timeout: str = "2s"  # the wait per position before a later peer sends (default 15s)
+
+
+def cluster_args(c: Cluster | None) -> list[str]:
+    if c is None:
+        return ["--cluster.listen-address="]  # its default would bind 0.0.0.0:9094
+    return [
+        f"--cluster.listen-address=127.0.0.1:{c.port}",
+        f"--cluster.advertise-address=127.0.0.1:{c.port}",
+        *(f"--cluster.peer=127.0.0.1:{p}" for p in c.peers),
+        f"--cluster.peer-timeout={c.peer_timeout}",
+        "--cluster.settle-timeout=5s",
+        "--cluster.reconnect-timeout=1m",
+    ]
+
+
 @contextlib.contextmanager
-def alertmanager(tmp: Path, config_text: str, *, ready_timeout: float = 15.0) -> Iterator[Alertmanager]:
-    """prometheus-alertmanager on a free loopback port, storage under ``tmp``, no cluster
-    listener (its default would bind 0.0.0.0:9094)."""
+def alertmanager(
+    tmp: Path, config_text: str, *, ready_timeout: float = 15.0, cluster: Cluster | None = None,
+    port: int | None = None,
+) -> Iterator[Alertmanager]:
+    """prometheus-alertmanager on a free loopback port, storage under ``tmp``; no cluster
+    listener unless ``cluster`` says whom to peer with (on loopback)."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "alertmanager.yml"
     config.write_text(config_text)
-    port = free_port()
+    port = port or free_port()
     log = tmp / "alertmanager.log"
     argv = [
         require("prometheus-alertmanager"),
         f"--config.file={config}",
         f"--storage.path={tmp / 'am-data'}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
+        *cluster_args(cluster),
         "--log.level=info",
     ]
     with running(argv, log) as proc:
         url = f"http://127.0.0.1:{port}"
         _ready(url, ready_timeout, proc)
-        yield Alertmanager(url, port, log)
+        yield Alertmanager(url, port, log, proc.pid)
 
 
 # -- the push, the way wardwatch's Alertmanager notifier does it ---------------------------

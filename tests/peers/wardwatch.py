@@ -25,7 +25,7 @@ class Wardwatch:
     url: str
     listen: str  # host:port, for a scrape config
     log: Path
-    pid: int = 0  # to signal it (SIGHUP: reload)
+    pid: int = 0  # also its process group: to signal it (SIGHUP: reload) or kill it
 
 
 def _log_file(path: Path) -> BinaryIO:
