@@ -73,6 +73,7 @@ REASONS: dict[str, tuple[str, str]] = {  # reason -> (vi, en)
     "starttls_unsupported": ("máy chủ thư không hỗ trợ STARTTLS", "mail server lacks STARTTLS"),
     "packet_loss": ("mất gói tin", "packet loss"),
     "permission_denied": ("không đủ quyền thực hiện kiểm tra", "permission denied"),
+    "address_denied": ("địa chỉ bị chặn theo chính sách giám sát", "address denied by policy"),
     "cert_expired": ("chứng thư số đã hết hạn", "certificate expired"),
     "cert_expires_soon": ("chứng thư số sắp hết hạn", "certificate expires soon"),
     "cert_unreadable": ("không đọc được tệp chứng thư", "certificate file unreadable"),

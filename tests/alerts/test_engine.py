@@ -150,7 +150,7 @@ def test_link_degraded_limits_match_the_prometheus_rule() -> None:
     doc = yaml.safe_load((ROOT / "alerts" / "rules" / "wardwatch.yml").read_text(encoding="utf-8"))
     rules = [r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "WardwatchLinkDegraded"]
     by = {r["labels"]["degradation"]: r for r in rules}
-    loss = re.search(r"wardwatch_icmp_loss_ratio\{[^}]*\} > ([0-9.]+)", by["loss"]["expr"])
+    loss = re.search(r"wardwatch_icmp_loss_ratio\{[^}]*\}\)? > ([0-9.]+)", by["loss"]["expr"])
     rtt = re.search(r"\) > ([0-9.]+)", by["latency"]["expr"])
     assert loss and rtt
     p = AlertPolicy()
