@@ -30,6 +30,7 @@ from aiohttp import web
 
 from monitor import wallboard, web_alerts
 from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
+from monitor.secrets import scrub
 from monitor.state import State
 from monitor.targets import Target
 from monitor.web_alerts import AlertsView
@@ -178,7 +179,7 @@ def probe_timeout(header: str | None, module_timeout: float | None) -> float:
 
 
 def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+    return web.Response(status=status, text=scrub(message) + "\n", content_type="text/plain")
 
 
 class _Capture(logging.Handler):
@@ -188,7 +189,7 @@ class _Capture(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        self.lines.append(scrub(self.format(record)))
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -245,7 +246,7 @@ async def probe(request: web.Request) -> web.Response:
         + json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False, default=str)
         + "\n"
     )
-    return web.Response(text=report, content_type="text/plain")
+    return web.Response(text=scrub(report), content_type="text/plain")
 
 
 # -- health, targets, reload ------------------------------------------------------------------

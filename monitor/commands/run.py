@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor import secrets
 from monitor.engine import Engine, parse_shard
 from monitor.inventory import Inventory, InventoryError, load_inventory
 from monitor.store import Store, StoreError
@@ -94,6 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     except OSError as exc:
         print(f"{args.config}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    # Every secret is read now (README "Secrets"): a missing one stops the start, named by its line.
+    missing = secrets.check(inventory.secrets())
+    for line in missing:
+        print(line, file=sys.stderr)
+    if missing:
         return 2
     return run_loop(serve(inventory, args), getattr(args, "loop", "asyncio"))
 
