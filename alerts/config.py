@@ -80,7 +80,8 @@ def _template(value: object) -> object:
 
 def _env_name(value: object) -> object:
     if isinstance(value, str) and not _ENV.match(value):
-        raise _err("env", f"not an environment variable name: {value!r}")
+        # not echoed: it may be the secret itself, written where its variable's name belongs
+        raise _err("env", "not an environment variable name (letters, digits, '_'; the value is not shown)")
     return value
 
 

@@ -242,6 +242,13 @@ def _unit_type(value: object) -> object:
     return unicodedata.normalize("NFC", value).strip() if isinstance(value, str) else value
 
 
+def _env_var_name(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        # not echoed: it may be the secret itself, written where its variable's name belongs
+        raise _err("env", "not an environment variable name (letters, digits, '_'; the value is not shown)")
+    return value
+
+
 def _non_empty(value: object) -> object:
     if isinstance(value, str) and not value.strip():
         raise _err("empty", "must not be empty")
@@ -258,6 +265,7 @@ Codename = Annotated[str, BeforeValidator(_codename)]
 UnitName = Annotated[str, BeforeValidator(_name)]
 UnitType = Annotated[Literal["phường", "xã", "đặc khu"], BeforeValidator(_unit_type)]
 NonEmptyStr = Annotated[str, BeforeValidator(_non_empty)]
+EnvVarName = Annotated[str, BeforeValidator(_env_var_name)]
 DnsServer = Annotated[str, BeforeValidator(_host_port(53))]
 SmtpHost = Annotated[str, BeforeValidator(_host_port(25))]
 TlsHost = Annotated[str, BeforeValidator(_host_port(443))]
@@ -384,14 +392,14 @@ class SnmpSettings(BaseModel):
     enabled: bool | None = None
     version: Annotated[Literal["2c", "3"], BeforeValidator(_snmp_version)] | None = None
     port: Port | None = None
-    community_env: NonEmptyStr | None = None
+    community_env: EnvVarName | None = None
     community_file: NonEmptyStr | None = None
     user: NonEmptyStr | None = None
     auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
-    auth_key_env: NonEmptyStr | None = None
+    auth_key_env: EnvVarName | None = None
     auth_key_file: NonEmptyStr | None = None
     priv_protocol: Literal["des", "3des", "aes", "aes192", "aes256"] | None = None
-    priv_key_env: NonEmptyStr | None = None
+    priv_key_env: EnvVarName | None = None
     priv_key_file: NonEmptyStr | None = None
     interfaces: list[Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]] | None = None
     retries: NonNegativeInt | None = None
@@ -615,7 +623,12 @@ class Inventory:
         found = [s for c in configs.values() for s in collect(c)]
         if self.alerting is not None:
             found += [s for r in self.alerting.receivers.values() for _k, s in r.secrets()]
-        return found
+
+        def line(s: Secret) -> int:  # in file order, as the loader reports problems
+            m = re.search(r":(\d+): ", s.where)
+            return int(m.group(1)) if m else 0
+
+        return sorted(found, key=line)
 
     def targets_by_service(self) -> dict[str, int]:
         counts = dict.fromkeys(SERVICES, 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 REDACTED = "<secret>"
 MIN_SCRUB = 4
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Known:
@@ -116,6 +118,9 @@ class Secret:
 
     @property
     def source(self) -> str:
+        if self._env is not None and not _ENV_NAME.match(self._env):
+            # the secret itself, written where its variable's name belongs: never echoed
+            return "an invalid environment variable name (not shown)"
         if self._env is not None:
             return f"environment variable {self._env}"
         if self._file is not None:
@@ -127,6 +132,9 @@ class Secret:
         if self._value is not None:
             return
         if self._env is not None:
+            if not _ENV_NAME.match(self._env):
+                self._fail("not an environment variable name (letters, digits, '_'; not shown, in case it is "
+                           "the secret itself)")
             value = os.environ.get(self._env)
             if value is None or not value.strip():
                 self._fail(f"environment variable {self._env} is {'empty' if value is not None else 'not set'}")

@@ -179,7 +179,7 @@ def probe_timeout(header: str | None, module_timeout: float | None) -> float:
 
 
 def _text(status: int, message: str) -> web.Response:
-    return web.Response(status=status, text=scrub(message) + "\n", content_type="text/plain")
+    return web.Response(status=status, text=message + "\n", content_type="text/plain")
 
 
 class _Capture(logging.Handler):
@@ -335,8 +335,21 @@ METRICS = web.AppKey("metrics", MetricsCache)
 ALLOWED = web.AppKey("allowed", AllowedTargets)
 
 
+@web.middleware
+async def scrub_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Error answers quote their input (a bad unit_code, an unknown module): a secret pasted into
+    a query never comes back (monitor/secrets.py). Only error bodies: they are small."""
+    resp: web.StreamResponse = await handler(request)
+    if resp.status >= 400 and isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+        text = resp.body.decode(resp.charset or "utf-8", "replace")
+        clean = scrub(text)
+        if clean != text:
+            resp.body = clean.encode(resp.charset or "utf-8")
+    return resp
+
+
 def create_app(engine: WebEngine, *, process_metrics: bool = True, alerts: AlertsView | None = None) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[scrub_errors])
     app[ENGINE] = engine
     app[METRICS] = MetricsCache(MetricsRenderer(process_metrics=process_metrics))
     app[ALLOWED] = AllowedTargets()

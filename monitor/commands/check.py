@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import types
 import typing
@@ -21,6 +22,8 @@ from monitor.secrets import Secret
 from probes import registry
 from probes.base import ProbeContext, ProbeResult, Resolver, Sample, secret_fields
 from probes.runner import common_samples, run_probe
+
+log = logging.getLogger("wardwatch")
 
 # Options every kind has; Config fields of these names are not repeated.
 _RESERVED = {"timeout", "dns_server", "json"}
@@ -168,6 +171,11 @@ def run_check(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print(f"wardwatch check {args.kind}: --timeout: must be positive", file=sys.stderr)
         return 2
+    if args.kind in ("icmp", "link"):
+        from probes import icmp
+
+        access = icmp.detect()
+        (log.info if access.mode else log.warning)("ICMP: %s", access.detail)
     ctx = ProbeContext(timeout=args.timeout, resolver=Resolver(args.dns_server))
     result = asyncio.run(run_probe(spec, args.target, cfg, ctx))
     if args.json:

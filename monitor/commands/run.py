@@ -119,6 +119,7 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
         print(f"wardwatch: {exc}", file=sys.stderr)
         return 2
     engine = Engine(inventory, store, shard=args.shard)
+    await log_icmp_access(inventory)
     host, port = args.listen
     # Alerting starts only now, with the whole inventory loaded and validated.
     ok, alerting = _alerting(inventory, args, engine)
@@ -179,6 +180,15 @@ async def serve(inventory: Inventory, args: argparse.Namespace, started: asyncio
         await store.flush()
         store.close()
     return 0
+
+
+async def log_icmp_access(inventory: Inventory) -> None:
+    """Say once which ICMP socket the icmp and link probes will get (README "Running without root")."""
+    from probes import icmp
+
+    if any(t.probe in ("icmp", "link") for t in inventory.targets):
+        access = await asyncio.to_thread(icmp.detect)
+        (log.info if access.mode else log.warning)("ICMP: %s", access.detail)
 
 
 def _alerting(inventory: Inventory, args: argparse.Namespace, engine: Engine) -> tuple[bool, AlertService | None]:
