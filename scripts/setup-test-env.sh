@@ -17,6 +17,8 @@ APT_PACKAGES=(
   coturn                 # STUN server (turnserver --stun-only) for the stun probe
   exim4-daemon-light     # MTA with STARTTLS for the email probe (a private config per test: tests/peers/mta.py)
   iproute2 procps
+  systemd                # systemd-analyze verify/security for contrib/wardwatch.service (tests/test_systemd_unit.py)
+  util-linux             # unshare, setpriv: ICMP as an unprivileged user in a private netns (tests/probes/test_icmp_unprivileged.py)
   chromium chromium-driver  # headless browser for the wallboard tests (tests/test_wallboard.py, selenium)
   fonts-noto-core        # Vietnamese glyphs in the wallboard screenshots
   poppler-utils          # pdftoppm: the SLA report's PDF is rendered to PNG in tests/reports/
