@@ -33,12 +33,13 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 from alerts.templates import TEMPLATE_KEYS, placeholders
-from monitor.secrets import Secret
+from monitor.secrets import Secret, remember
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -62,9 +63,13 @@ def _http_url(value: object) -> str:
     from monitor.inventory import check_url
 
     try:
-        return check_url(value)
+        url = check_url(value)
     except ValueError as e:
         raise _err("url", str(e)) from None
+    password = urlsplit(url).password
+    if password:  # Basic auth for a receiver (aiohttp sends it): scrubbed from every text like a Secret
+        remember(password)
+    return url
 
 
 def _template(value: object) -> object:

@@ -219,9 +219,18 @@ def check_url(value: object) -> str:
     return value
 
 
+def _no_password(url: str) -> str:
+    """A probed URL is a label value, a log field and an API answer: no password in it (and the
+    http probe does not send one). The URL is not echoed, since it holds the password."""
+    if urlsplit(url).password is not None:
+        raise ValueError("a password in a URL would show in every metric label, log line and API answer "
+                         "(the http probe does not send it): remove user:password@")
+    return url
+
+
 def _url(value: object) -> str:
     try:
-        return check_url(value)
+        return _no_password(check_url(value))
     except ValueError as e:
         raise _err("url", str(e)) from None
 
@@ -1555,7 +1564,7 @@ class _Builder:
             if kind == "dns":
                 return _host_port(53)(target)
             if kind == "http":
-                return check_url(target)
+                return _no_password(check_url(target))
             if kind == "sip":
                 return check_sip_uri(target)
             if kind == "stun":

@@ -196,3 +196,20 @@ def test_a_secret_written_in_the_inventory_is_refused_and_not_echoed(line: str, 
     assert problem.line == text.splitlines().index(line) + 1 and "hunter2" not in str(e.value), str(e.value)
     assert "never written in the inventory" in problem.message or "not an environment variable name" in \
         problem.message
+
+
+def test_urls_with_a_password() -> None:
+    """A probed URL is a label value: a password there is refused (and not echoed). A receiver's
+    Basic auth in its URL (aiohttp sends it) is accepted, and scrubbed like a secret."""
+    text = INVENTORY.split("units:", maxsplit=1)[0] + (
+        "units:\n  - code: 26506\n    name: Phường Vũng Tàu\n    type: phường\n"
+        "    checks: [{service: portal, probe: http, target: 'https://noc:url-pw-31337@portal.example.vn/'}]\n"
+        "alerting:\n  receivers:\n"
+        "    am: {type: alertmanager, url: 'https://wardwatch:am-pw-42424@am.example.vn/'}\n")
+    with pytest.raises(InventoryError) as e:
+        parse_inventory(text, "inv.yaml", system_resolver="127.0.0.53:53")
+    [problem] = e.value.problems
+    assert problem.field == "checks[0].target" and "remove user:password@" in problem.message
+    assert "url-pw-31337" not in str(e.value)
+    assert secrets.scrub("POST https://wardwatch:am-pw-42424@am.example.vn/api/v2/alerts") == (
+        "POST https://wardwatch:<secret>@am.example.vn/api/v2/alerts")
