@@ -213,3 +213,20 @@ def test_urls_with_a_password() -> None:
     assert "url-pw-31337" not in str(e.value)
     assert secrets.scrub("POST https://wardwatch:am-pw-42424@am.example.vn/api/v2/alerts") == (
         "POST https://wardwatch:<secret>@am.example.vn/api/v2/alerts")
+
+
+def test_validate_reads_the_secrets_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.commands.inventory import validate_inventory
+
+    monkeypatch.setenv("WW_TEST_MODULE_AUTH", "validate-secret-1")
+    monkeypatch.setenv("WW_TEST_SNMP_AUTH", "validate-secret-2")
+    monkeypatch.delenv("WW_TEST_P12", raising=False)
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(INVENTORY)
+    assert validate_inventory(inv, system_resolver="127.0.0.53:53") == 0  # the file alone is valid
+    assert validate_inventory(inv, system_resolver="127.0.0.53:53", read_secrets=True) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{inv}:13: unit 26506: link.snmp.priv_key_file: cannot read /nonexistent/wardwatch-priv: "
+                   "No such file or directory",
+                   f"{inv}:15: unit 26506: checks[0].password_env: environment variable WW_TEST_P12 is not set"]
