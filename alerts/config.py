@@ -2,8 +2,8 @@
 
 Validated by ``monitor.inventory`` like the rest of the file (unknown keys are errors, each
 problem names file:line and field). Secrets are never written in the file: a receiver names
-the environment variable (``*_env``) or the file (``*_file``) that holds them, read once at
-start-up by :func:`load_secret`; they never appear in logs, metrics or API output.
+the environment variable (``*_env``) or the file (``*_file``) that holds them, a
+``monitor.secrets.Secret`` read once at start-up; they never appear in logs, metrics or API output.
 
 Example::
 
@@ -30,18 +30,18 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import PydanticCustomError
 
 from alerts.templates import TEMPLATE_KEYS, placeholders
+from monitor.secrets import Secret, remember
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, hide_input_in_errors=True)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -63,9 +63,13 @@ def _http_url(value: object) -> str:
     from monitor.inventory import check_url
 
     try:
-        return check_url(value)
+        url = check_url(value)
     except ValueError as e:
         raise _err("url", str(e)) from None
+    password = urlsplit(url).password
+    if password:  # Basic auth for a receiver (aiohttp sends it): scrubbed from every text like a Secret
+        remember(password)
+    return url
 
 
 def _template(value: object) -> object:
@@ -81,7 +85,8 @@ def _template(value: object) -> object:
 
 def _env_name(value: object) -> object:
     if isinstance(value, str) and not _ENV.match(value):
-        raise _err("env", f"not an environment variable name: {value!r}")
+        # not echoed: it may be the secret itself, written where its variable's name belongs
+        raise _err("env", "not an environment variable name (letters, digits, '_'; the value is not shown)")
     return value
 
 
@@ -103,32 +108,29 @@ EnvName = Annotated[str, BeforeValidator(_env_name)]
 AwareDatetime = Annotated[datetime, BeforeValidator(_aware)]
 
 
-def load_secret(env: str | None, file: str | None, what: str) -> str | None:
-    """The secret from the environment or a file; ValueError naming where (never the value)."""
-    if env:
-        value = os.environ.get(env)
-        if value is None or not value.strip():
-            raise ValueError(f"{what}: environment variable {env} is not set")
-        return value.strip()
-    if file:
-        try:
-            text = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise ValueError(f"{what}: cannot read {file}: {e.strerror or e}") from None
-        if not text:
-            raise ValueError(f"{what}: {file} is empty")
-        return text
-    return None
-
-
 class _Receiver(BaseModel):
     model_config = _STRICT
 
     timeout: Seconds = 10.0
+    # The receiver's credential (monitor/secrets.py), from its *_env / *_file key; read when
+    # wardwatch starts (alerts/outbox.py Routing.from_config), revealed only to render a request.
+    _secret: Secret | None = PrivateAttr(None)
+    _secret_key: str = PrivateAttr("")
 
-    def secret_refs(self) -> list[tuple[str, str | None, str | None]]:
-        """(what, env, file) for each secret this receiver needs."""
-        return []
+    def _source(self, what: str) -> None:
+        env, file = getattr(self, f"{what}_env"), getattr(self, f"{what}_file")
+        if env and file:
+            raise ValueError(f"{what}_env and {what}_file: give one of them")
+        self._secret = Secret.from_source(env, file)
+        self._secret_key = f"{what}_env" if env else f"{what}_file"
+
+    @property
+    def secret(self) -> Secret | None:
+        return self._secret
+
+    def secrets(self) -> list[tuple[str, Secret]]:
+        """(the inventory key naming it, the Secret) for each secret this receiver needs."""
+        return [(self._secret_key, self._secret)] if self._secret is not None else []
 
 
 class AlertmanagerReceiver(_Receiver):
@@ -145,12 +147,8 @@ class WebhookReceiver(_Receiver):
 
     @model_validator(mode="after")
     def _one_key(self) -> WebhookReceiver:
-        if self.hmac_key_env and self.hmac_key_file:
-            raise ValueError("hmac_key_env and hmac_key_file: give one of them")
+        self._source("hmac_key")
         return self
-
-    def secret_refs(self) -> list[tuple[str, str | None, str | None]]:
-        return [("hmac_key", self.hmac_key_env, self.hmac_key_file)]
 
 
 class EmailReceiver(_Receiver):
@@ -173,17 +171,13 @@ class EmailReceiver(_Receiver):
             split_host_port(self.smarthost, 25)
         except ValueError:
             raise ValueError(f"smarthost: not host[:port]: {self.smarthost!r}") from None
-        if self.password_env and self.password_file:
-            raise ValueError("password_env and password_file: give one of them")
+        self._source("password")
         if (self.password_env or self.password_file) and not self.username:
             raise ValueError("a password needs a username")
         for addr in (self.sender, *self.to):
             if "@" not in addr or any(c in addr for c in "\r\n"):
                 raise ValueError(f"not an e-mail address: {addr!r}")
         return self
-
-    def secret_refs(self) -> list[tuple[str, str | None, str | None]]:
-        return [("password", self.password_env, self.password_file)]
 
 
 class TelegramReceiver(_Receiver):
@@ -197,10 +191,8 @@ class TelegramReceiver(_Receiver):
     def _token(self) -> TelegramReceiver:
         if bool(self.bot_token_env) == bool(self.bot_token_file):
             raise ValueError("give exactly one of bot_token_env, bot_token_file")
+        self._source("bot_token")
         return self
-
-    def secret_refs(self) -> list[tuple[str, str | None, str | None]]:
-        return [("bot_token", self.bot_token_env, self.bot_token_file)]
 
 
 ReceiverConfig = Annotated[

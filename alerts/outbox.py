@@ -36,17 +36,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alerts import notifiers
 from alerts.codec import notification_from_json, notification_to_json
-from alerts.config import AlertingConfig, load_secret
+from alerts.config import AlertingConfig
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, RenderContext, Request, Sender
 from alerts.templates import Texts
+from monitor.secrets import Secret, check
 
 log = logging.getLogger("wardwatch.alerts.outbox")
 
@@ -68,7 +69,7 @@ def _now_ms() -> int:
 class ReceiverSpec:
     name: str
     config: Any  # one of alerts.config's receiver models
-    secret: str | None = field(default=None, repr=False)
+    secret: Secret | None = None  # read (loaded) already; revealed only when a request is rendered
 
 
 class Routing:
@@ -92,12 +93,11 @@ class Routing:
         specs: dict[str, ReceiverSpec] = {}
         problems: list[str] = []
         for name, rc in cfg.receivers.items():
-            secret: str | None = None
-            for what, env, file in rc.secret_refs():
-                try:
-                    secret = load_secret(env, file, f"alerting.receivers.{name}.{what}") or secret
-                except ValueError as e:
-                    problems.append(str(e))
+            secret = rc.secret
+            if secret is not None:
+                # the inventory loader located it (FILE:LINE: field); a config built in code names the key
+                secret.where = secret.where or f"alerting.receivers.{name}.{rc.secrets()[0][0]}"
+                problems += check([secret])
             specs[name] = ReceiverSpec(name, rc, secret)
         if problems:
             raise ValueError("; ".join(problems))

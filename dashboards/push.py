@@ -20,6 +20,8 @@ import niquests
 from grafana_client.api import AsyncGrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
 
+from monitor.secrets import Secret
+
 MESSAGE = "wardwatch dashboards push"
 # Keys Grafana adds or changes on save: ignored when deciding whether a dashboard changed.
 _VOLATILE = ("id", "version", "iteration")
@@ -77,12 +79,12 @@ def _explain(exc: Exception, what: str, url: str) -> PushError:
 
 
 async def push(
-    url: str, token: str, dashboards: Mapping[str, Mapping[str, Any]], *, folder: str = "wardwatch",
+    url: str, token: Secret, dashboards: Mapping[str, Mapping[str, Any]], *, folder: str = "wardwatch",
     request_timeout: float = 15.0,
 ) -> PushResult:
     """Create ``folder`` if needed and save every dashboard into it, by UID."""
     shown = redact(url)
-    api = AsyncGrafanaApi.from_url(url, credential=token, timeout=request_timeout)
+    api = AsyncGrafanaApi.from_url(url, credential=token.reveal(), timeout=request_timeout)
     step = "checking its health"
     try:
         health = await api.client.GET("/health")

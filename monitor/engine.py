@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from monitor import secrets
 from monitor.placement import Placement
 from monitor.state import Change, State, Status, needs_recheck, observe
 from monitor.targets import Target
@@ -234,6 +235,11 @@ class Engine:
                 msg = f"{self.inventory.source}: cannot read: {exc.strerror or exc}"
                 log.error("inventory reload refused: %s", msg)
                 return [msg]
+            missing = await asyncio.to_thread(secrets.check, inv.secrets())
+            if missing:
+                self.stats.reloads["failure"] += 1
+                log.error("inventory reload refused, keeping the running one: %s", "; ".join(missing))
+                return missing
             self.inventory = inv
             self._install(self._select(inv.targets), {})
             self.stats.reloads["success"] += 1

@@ -27,9 +27,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, ValidationE
 from pydantic_core import PydanticCustomError
 
 from monitor import units as official
+from monitor.secrets import Secret, collect
 from monitor.targets import SERVICES, Target
 from probes import addrguard
-from probes.base import ProbeConfig
+from probes.base import ProbeConfig, secret_fields
 from probes.registry import KINDS
 
 PathKey = tuple[str | int, ...]
@@ -219,9 +220,18 @@ def check_url(value: object) -> str:
     return value
 
 
+def _no_password(url: str) -> str:
+    """A probed URL is a label value, a log field and an API answer: no password in it (and the
+    http probe does not send one). The URL is not echoed, since it holds the password."""
+    if urlsplit(url).password is not None:
+        raise ValueError("a password in a URL would show in every metric label, log line and API answer "
+                         "(the http probe does not send it): remove user:password@")
+    return url
+
+
 def _url(value: object) -> str:
     try:
-        return check_url(value)
+        return _no_password(check_url(value))
     except ValueError as e:
         raise _err("url", str(e)) from None
 
@@ -242,6 +252,13 @@ def _unit_type(value: object) -> object:
     return unicodedata.normalize("NFC", value).strip() if isinstance(value, str) else value
 
 
+def _env_var_name(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        # not echoed: it may be the secret itself, written where its variable's name belongs
+        raise _err("env", "not an environment variable name (letters, digits, '_'; the value is not shown)")
+    return value
+
+
 def _non_empty(value: object) -> object:
     if isinstance(value, str) and not value.strip():
         raise _err("empty", "must not be empty")
@@ -258,6 +275,7 @@ Codename = Annotated[str, BeforeValidator(_codename)]
 UnitName = Annotated[str, BeforeValidator(_name)]
 UnitType = Annotated[Literal["phường", "xã", "đặc khu"], BeforeValidator(_unit_type)]
 NonEmptyStr = Annotated[str, BeforeValidator(_non_empty)]
+EnvVarName = Annotated[str, BeforeValidator(_env_var_name)]
 DnsServer = Annotated[str, BeforeValidator(_host_port(53))]
 
 
@@ -405,14 +423,14 @@ class SnmpSettings(BaseModel):
     enabled: bool | None = None
     version: Annotated[Literal["2c", "3"], BeforeValidator(_snmp_version)] | None = None
     port: Port | None = None
-    community_env: NonEmptyStr | None = None
+    community_env: EnvVarName | None = None
     community_file: NonEmptyStr | None = None
     user: NonEmptyStr | None = None
     auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
-    auth_key_env: NonEmptyStr | None = None
+    auth_key_env: EnvVarName | None = None
     auth_key_file: NonEmptyStr | None = None
     priv_protocol: Literal["des", "3des", "aes", "aes192", "aes256"] | None = None
-    priv_key_env: NonEmptyStr | None = None
+    priv_key_env: EnvVarName | None = None
     priv_key_file: NonEmptyStr | None = None
     interfaces: list[Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]] | None = None
     retries: NonNegativeInt | None = None
@@ -632,6 +650,19 @@ class Inventory:
     # The ``alerting:`` and ``maintenance:`` sections (alerts/config.py); None / [] when absent.
     alerting: Any = None
     maintenance: list[Any] = field(default_factory=list)
+
+    def secrets(self) -> list[Secret]:
+        """Every secret the inventory names (probe options and alert receivers), to read at start."""
+        configs = {id(c): c for c in (*(t.config for t in self.targets), *(m.config for m in self.modules.values()))}
+        found = [s for c in configs.values() for s in collect(c)]
+        if self.alerting is not None:
+            found += [s for r in self.alerting.receivers.values() for _k, s in r.secrets()]
+
+        def line(s: Secret) -> int:  # in file order, as the loader reports problems
+            m = re.search(r":(\d+): ", s.where)
+            return int(m.group(1)) if m else 0
+
+        return sorted(found, key=line)
 
     def targets_by_service(self) -> dict[str, int]:
         counts = dict.fromkeys(SERVICES, 0)
@@ -876,6 +907,8 @@ class _Builder:
         self.configs: dict[str, type[ProbeConfig] | None] = {}
         self.config_cache: dict[tuple[Any, ...], ProbeConfig | list[Any]] = {}
         self.bad_templates: set[str] = set()
+        # One Secret per (key, source, location): targets configured at the same line share it.
+        self.secret_cache: dict[tuple[str, str, str], Secret] = {}
 
     # -- problems -------------------------------------------------------------------------------
     def problem(self, path: PathKey, message: str, line: int | None = None) -> None:
@@ -888,6 +921,16 @@ class _Builder:
         if line is None:
             line = self.doc.line(path)
         self.problems.append(Problem(self.file, line, unit_code, _field(rel), message))
+
+    def where(self, path: PathKey) -> str:
+        """``FILE:LINE: unit CODE: field`` of ``path``: how a secret names itself in errors."""
+        unit_code = None
+        rel: PathKey = path
+        if len(path) >= 2 and path[0] == "units" and isinstance(path[1], int):
+            unit_code = self.unit_codes.get(path[1])
+            if unit_code is not None:
+                rel = path[2:]
+        return str(Problem(self.file, self.doc.line(path), unit_code, _field(rel), "")).removesuffix(": ")
 
     def validation_errors(self, prefix: PathKey, exc: ValidationError) -> None:
         for e in exc.errors():
@@ -1048,6 +1091,10 @@ class _Builder:
         alerting = None
         if data.get("alerting") is not None:
             alerting = self.validate_alerting(AlertingConfig, data.get("alerting"), ("alerting",))
+        if alerting is not None:
+            for name, receiver in alerting.receivers.items():
+                for key, secret in receiver.secrets():
+                    secret.where = self.where(("alerting", "receivers", name, key))
         if alerting is not None and alerting.policy:
             try:
                 from alerts.service import build_policy
@@ -1190,6 +1237,8 @@ class _Builder:
             and self.defaults.ca_file is not None
         ):
             merged["ca_file"] = _Setting(self.defaults.ca_file, ("defaults", "ca_file"), 0)
+        if not self.secret_settings(cls, merged):
+            return None
         values = {k: s.value for k, s in merged.items() if k in cls.model_fields}
         try:
             cache_key: tuple[Any, ...] = (kind, _freeze(values))
@@ -1214,6 +1263,35 @@ class _Builder:
             msg = "required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
             self.problem(path, f"{kind} probe: {msg}")
         return None
+
+    def secret_settings(self, cls: type[ProbeConfig], merged: dict[str, _Setting]) -> bool:
+        """Turn ``X_env`` / ``X_file`` settings into the Config's ``X`` Secret, located at the
+        line that names it; a secret written in the file itself is refused (False)."""
+        ok = True
+        for name in secret_fields(cls):
+            literal = merged.get(name)
+            if literal is not None and not isinstance(literal.value, Secret):
+                self.problem(literal.path, f"a secret is never written in the inventory: name the environment "
+                                           f"variable ({name}_env) or the file ({name}_file) that holds it")
+                ok = False
+                continue
+            sources = [(k, merged[k]) for k in (f"{name}_env", f"{name}_file") if k in merged]
+            if len(sources) != 1 or literal is not None:
+                continue  # none, or several: the Config says "give only one of"
+            key, setting = sources[0]
+            if not isinstance(setting.value, str) or not setting.value.strip():
+                continue  # the Config reports the type
+            where = self.where(setting.path)
+            secret = self.secret_cache.get((key, setting.value, where))
+            if secret is None:
+                if key.endswith("_env"):
+                    secret = Secret.from_env(setting.value, where)
+                else:
+                    secret = Secret.from_file(setting.value, where)
+                self.secret_cache[(key, setting.value, where)] = secret
+            del merged[key]
+            merged[name] = _Setting(secret, setting.path, setting.level)
+        return ok
 
     def merge_options(self, kind: str, levels: list[_Level]) -> dict[str, _Setting]:
         merged: dict[str, _Setting] = {}
@@ -1310,7 +1388,7 @@ class _Builder:
                     self.check_option_keys(kind, level.options_path(kind), opts)
             merged = self.merge_options(kind, levels)
             for k, v in (fixed or {}).items():
-                merged[k] = _Setting(v, path, len(levels))
+                merged[k] = v if isinstance(v, _Setting) else _Setting(v, path, len(levels))
             cfg = self.make_config(kind, merged, error_path or levels[-1].path)
             if cfg is None:
                 return
@@ -1484,12 +1562,18 @@ class _Builder:
         if snmp is None or snmp.get("enabled") is False:
             return
         spath: PathKey = (*base, "snmp") if block.snmp is not None else ("defaults", "services", "link", "snmp")
-        fixed = {_SNMP_FIELDS[k]: v for k, v in snmp.items() if k in _SNMP_FIELDS}
-        if "interfaces" in fixed:
-            fixed["interfaces"] = tuple(fixed["interfaces"])
+        own = block.snmp.model_fields_set if block.snmp is not None else set()
+        snmp_fixed = {
+            # each setting where it is written (the unit's block or the defaults): a secret's errors name that line
+            _SNMP_FIELDS[k]: _Setting(
+                tuple(v) if k == "interfaces" else v,
+                (*base, "snmp", k) if k in own else ("defaults", "services", "link", "snmp", k), len(lv),
+            )
+            for k, v in snmp.items() if k in _SNMP_FIELDS
+        }
         target = join_host_port(block.address, int(snmp.get("port") or 161))
         # The short echo timeout is not for SNMP: a walk of a router's interface table takes longer.
-        emit("link", [x for x in lv if not x.builtin], "snmp", target, spath, fixed=fixed, error_path=spath)
+        emit("link", [x for x in lv if not x.builtin], "snmp", target, spath, fixed=snmp_fixed, error_path=spath)
 
     def url_for(
         self,
@@ -1522,7 +1606,7 @@ class _Builder:
             if kind == "dns":
                 return _host_port(53)(target)
             if kind == "http":
-                return check_url(target)
+                return _no_password(check_url(target))
             if kind == "sip":
                 return check_sip_uri(target)
             if kind == "stun":

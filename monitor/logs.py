@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from monitor.secrets import scrub
+
 # Attributes every LogRecord has; anything else was passed with extra= and is data.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -38,9 +40,22 @@ class HumanFormatter(logging.Formatter):
         return ""
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Another formatter's output with every secret read so far replaced by ``<secret>``
+    (monitor/secrets.py): message, arguments, extra fields and tracebacks alike, from our
+    loggers and from libraries' (an aiohttp error quoting a URL with a bot token in it)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(self.inner.format(record))
+
+
 def setup(fmt: str = "text", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else HumanFormatter())
+    handler.setFormatter(ScrubbingFormatter(JSONFormatter() if fmt == "json" else HumanFormatter()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

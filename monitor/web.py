@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from monitor import wallboard, web_alerts, webauth
 from monitor.exporter import CONTENT_TYPE, EngineView, EntryView, MetricsRenderer, render_samples, snapshot
+from monitor.secrets import scrub
 from monitor.state import State
 from monitor.targets import Target
 from monitor.web_alerts import AlertsView
@@ -198,7 +199,7 @@ class _Capture(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        self.lines.append(scrub(self.format(record)))
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -268,7 +269,7 @@ async def probe(request: web.Request) -> web.Response:
         + json.dumps(cfg.model_dump(mode="json"), indent=2, ensure_ascii=False, default=str)
         + "\n"
     )
-    return web.Response(text=report, content_type="text/plain")
+    return web.Response(text=scrub(report), content_type="text/plain")
 
 
 # -- health, targets, reload ------------------------------------------------------------------
@@ -363,11 +364,24 @@ METRICS = web.AppKey("metrics", MetricsCache)
 ALLOWED = web.AppKey("allowed", AllowedTargets)
 
 
+@web.middleware
+async def scrub_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Error answers quote their input (a bad unit_code, an unknown module): a secret pasted into
+    a query never comes back (monitor/secrets.py). Only error bodies: they are small."""
+    resp: web.StreamResponse = await handler(request)
+    if resp.status >= 400 and isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+        text = resp.body.decode(resp.charset or "utf-8", "replace")
+        clean = scrub(text)
+        if clean != text:
+            resp.body = clean.encode(resp.charset or "utf-8")
+    return resp
+
+
 def create_app(
     engine: WebEngine, *, process_metrics: bool = True, alerts: AlertsView | None = None,
     web_config: WebConfig | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[webauth.middleware], client_max_size=webauth.MAX_BODY_BYTES)
+    app = web.Application(middlewares=[scrub_errors, webauth.middleware], client_max_size=webauth.MAX_BODY_BYTES)
     webauth.install(app, web_config or WebConfig())  # no file: no TLS, no auth; limits still apply
     app[ENGINE] = engine
     app[METRICS] = MetricsCache(MetricsRenderer(process_metrics=process_metrics))

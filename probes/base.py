@@ -29,8 +29,9 @@ import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
+from monitor.secrets import Secret
 from probes import addrguard
 
 
@@ -117,12 +118,52 @@ class ProbeResult:
 
 
 class ProbeConfig(BaseModel):
-    """Base of every probe's Config: strict (unknown keys are errors) and hashable."""
+    """Base of every probe's Config: strict (unknown keys are errors) and hashable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A credential is a field of type ``Secret`` (monitor/secrets.py) named ``X``; the same
+    model may have ``X_env`` and ``X_file`` fields naming where to read it, which are turned
+    into ``X`` here (one of the three at most). Errors never echo an input value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     ip_protocol: Literal["ip4", "ip6"] = "ip4"
     ip_protocol_fallback: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_sources(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name in secret_fields(cls):
+            group = (name, f"{name}_env", f"{name}_file")
+            given = [g for g in group if data.get(g) is not None]
+            if len(given) > 1:
+                raise ValueError(f"give only one of {', '.join(group)} (got {', '.join(given)})")
+            if given and given[0] != name:
+                env, file = data.get(f"{name}_env"), data.get(f"{name}_file")
+                if not isinstance(env or file, str):
+                    raise ValueError(f"{given[0]}: must be a string")
+                data = {**data, name: Secret.from_source(env, file, where=given[0])}
+        return data
+
+
+def secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a Config that hold a ``Secret``."""
+    found = _SECRET_FIELDS.get(cls)
+    if found is None:
+        found = _SECRET_FIELDS[cls] = tuple(
+            name for name, info in cls.model_fields.items() if Secret in _type_args(info.annotation)
+        )
+    return found
+
+
+_SECRET_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _type_args(tp: Any) -> tuple[Any, ...]:
+    args = getattr(tp, "__args__", None)
+    return (tp, *args) if args else (tp,)
 
 
 class ResolveError(Exception):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field
 
+from monitor.secrets import Secret, SecretUnavailable
 from probes.base import ProbeConfig, ProbeContext, ProbeResult, Reason, Sample, failure
 from probes.certs import CertInfo, describe, now_utc
 
@@ -27,19 +28,15 @@ _P12 = (".p12", ".pfx")
 class Config(ProbeConfig):
     recursive: bool = False
     extensions: tuple[str, ...] = (".pem", ".crt", ".cer", ".der", ".p12", ".pfx")
-    # PKCS#12 password: inline or from a file (first line); neither means no password.
-    password: SecretStr | None = None
+    # PKCS#12 password (monitor/secrets.py): from password_env or password_file (a literal only
+    # on the check command line); none means no password.
+    password: Secret | None = None
+    password_env: str | None = None
     password_file: str | None = None
     # Also fail (reason cert_expired) when a certificate expires within this many days.
     fail_if_expires_within_days: float | None = Field(None, ge=0)
     max_files: int = Field(10_000, ge=1)
     max_file_bytes: int = Field(1 << 20, ge=1)
-
-    @model_validator(mode="after")
-    def _one_password(self) -> Config:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        return self
 
 
 @dataclass(slots=True)
@@ -110,12 +107,7 @@ def _read(path: Path, cfg: Config, password: bytes | None) -> FileResult:
 
 def scan(target: str, cfg: Config) -> list[FileResult]:
     """Blocking: read ``target`` (file or directory). Raises FileNotFoundError."""
-    password: bytes | None = None
-    if cfg.password is not None:
-        password = cfg.password.get_secret_value().encode()
-    elif cfg.password_file is not None:
-        lines = Path(cfg.password_file).read_text().splitlines()
-        password = lines[0].encode() if lines else b""
+    password = cfg.password.reveal().encode() if cfg.password is not None else None
     root = Path(target)
     if not root.exists():
         raise FileNotFoundError(target)
@@ -163,6 +155,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             files = await asyncio.to_thread(scan, target, cfg)
     except TimeoutError:
         return failure(Reason.TIMEOUT, f"reading {target} took longer than {ctx.timeout:g}s", start)
+    except SecretUnavailable as e:
+        return failure(Reason.CERT_BAD_PASSWORD, f"PKCS#12 password unavailable: {e}", start)
     except FileNotFoundError as e:
         return failure(Reason.FILE_NOT_FOUND, f"{e.filename or target}: no such file or directory", start)
     except OSError as e:

@@ -38,6 +38,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -315,6 +316,70 @@ def lease(family: int, mode: Mode) -> Iterator[_Pinger]:
             pinger.close()
 
 
+# -- which socket this process may open ---------------------------------------------------------
+
+PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What ICMP socket this process may open: ``raw``, ``dgram`` or None, and why, in words."""
+
+    mode: Literal["raw", "dgram"] | None
+    detail: str
+
+
+def ping_group_range(path: str = PING_GROUP_RANGE) -> tuple[int, int] | None:
+    """net.ipv4.ping_group_range of this network namespace ("1 0", the default, allows no group)."""
+    try:
+        low, high = (int(x) for x in Path(path).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def permission_hint() -> str:
+    """What to do when neither socket may be opened: for the probe's message and the start-up log."""
+    gid = os.getegid()
+    rng = ping_group_range()
+    now = f"now '{rng[0]} {rng[1]}'" if rng else "unknown here"
+    return (f"grant CAP_NET_RAW (systemd: AmbientCapabilities=CAP_NET_RAW, as in contrib/wardwatch.service; or "
+            f"setcap cap_net_raw+ep on the interpreter) or let group {gid} open unprivileged ICMP sockets: "
+            f"sysctl -w net.ipv4.ping_group_range='{gid} {gid}' ({now})")
+
+
+def detect(family: int = socket.AF_INET) -> Access:
+    """Try both sockets now (the same order as the probes' ``privileged: null``). Blocking but
+    instant; called once at start to say which mode the icmp and link probes will use."""
+    proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
+    errors = []
+    for kind, mode in ((socket.SOCK_RAW, "raw"), (socket.SOCK_DGRAM, "dgram")):
+        try:
+            socket.socket(family, kind, proto).close()
+        except OSError as e:
+            errors.append(f"{mode}: {e.strerror or e}")
+            continue
+        if mode == "raw":
+            return Access("raw", "raw ICMP sockets (root or CAP_NET_RAW)")
+        rng = ping_group_range()
+        span = f" {rng[0]}-{rng[1]}" if rng else ""
+        return Access("dgram", f"unprivileged ICMP datagram sockets (group {os.getegid()} is in "
+                               f"net.ipv4.ping_group_range{span}; no CAP_NET_RAW)")
+    return Access(None, f"no ICMP socket may be opened ({'; '.join(errors)}): icmp and link probes will fail; "
+                        + permission_hint())
+
+
+def socket_error(e: OSError, mode: Mode) -> str:
+    """The message of a probe that could not open its socket; says what to do when it is permissions."""
+    if isinstance(e, AddressDenied):
+        return f"echo request: {e.strerror or e}"
+    if isinstance(e, PermissionError):
+        which = {"auto": "a raw or an unprivileged", "raw": "a raw (privileged: true)",
+                 "dgram": "an unprivileged (privileged: false)"}[mode]
+        return f"no permission to open {which} ICMP socket ({e.strerror or e}): {permission_hint()}"
+    return f"ICMP socket: {e.strerror or e}"
+
+
 def rtt_stats(rtts: list[float]) -> dict[str, float]:
     """min/avg/max and population standard deviation (ping's mdev, i.e. jitter)."""
     avg = sum(rtts) / len(rtts)
@@ -395,11 +460,8 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             count=cfg.count, spacing=cfg.interval_seconds, wait=ctx.remaining(), ctx=ctx,
         )
     except OSError as e:
-        why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
-        if isinstance(e, AddressDenied):
-            why = "echo request"
         return failure(
-            os_error_reason(e), f"{why}: {e.strerror or e}", start, *resolved.samples(),
+            os_error_reason(e), socket_error(e, mode), start, *resolved.samples(),
             *_phases(resolve_s, time.monotonic() - setup_start, 0.0),
         )
 

@@ -28,7 +28,6 @@ import time
 from pydantic import Field, model_validator
 
 from probes.base import (
-    AddressDenied,
     ProbeConfig,
     ProbeContext,
     ProbeResult,
@@ -38,7 +37,7 @@ from probes.base import (
     failure,
     os_error_reason,
 )
-from probes.icmp import Mode, echo_round
+from probes.icmp import Mode, echo_round, socket_error
 
 GOOD, DEGRADED, DOWN = 2, 1, 0
 
@@ -131,10 +130,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
             count=cfg.count, spacing=cfg.spacing_seconds, wait=cfg.reply_timeout_seconds, ctx=ctx,
         )
     except OSError as e:
-        why = "no permission to open an ICMP socket" if isinstance(e, PermissionError) else "ICMP socket"
-        if isinstance(e, AddressDenied):
-            why = "echo request"
-        return failure(os_error_reason(e), f"{why}: {e.strerror or e}", start, *resolved.samples())
+        return failure(os_error_reason(e), socket_error(e, mode), start, *resolved.samples())
 
     rtts: list[float | None] = [r.rtt if r is not None else None for r in rnd.replies()]
     send_error = rnd.send_error

@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any
 
+from monitor.secrets import describe_error, scrub
 from probes.base import ProbeContext, ProbeResult, Reason, Sample
 from probes.registry import ProbeSpec
 
@@ -34,16 +35,16 @@ async def run_probe(spec: ProbeSpec, target: str, cfg: Any, ctx: ProbeContext) -
         return _internal_error(spec.kind, target, ctx, exc, start)
     except Exception as exc:  # a bug in a probe must not stop the schedule
         return _internal_error(spec.kind, target, ctx, exc, start)
-    if result.duration_seconds <= 0:
-        result = ProbeResult(
-            result.success, result.reason, result.message, time.monotonic() - start, result.samples
-        )
+    message = scrub(result.message) if result.message else ""  # the one exit of probe text
+    if result.duration_seconds <= 0 or message != result.message:
+        duration = result.duration_seconds if result.duration_seconds > 0 else time.monotonic() - start
+        result = ProbeResult(result.success, result.reason, message, duration, result.samples)
     return result
 
 
 def _internal_error(kind: str, target: str, ctx: ProbeContext, exc: BaseException, start: float) -> ProbeResult:
     ctx.logger.error("probe %s %s raised %s: %s", kind, target, type(exc).__name__, exc, exc_info=exc)
-    return ProbeResult(False, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
+    return ProbeResult(False, Reason.INTERNAL_ERROR, describe_error(exc), time.monotonic() - start)
 
 
 def common_samples(result: ProbeResult, timeout: float) -> tuple[Sample, ...]:

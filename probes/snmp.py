@@ -25,8 +25,9 @@ names an unknown user, a wrong digest or a failed decryption), ``snmp_no_such_ob
 a failure), ``snmp_error`` (any other error-status or engine error, e.g. garbage), and
 ``snmp_credentials_unavailable`` (the env var or file holding a secret is missing).
 
-Secrets (community, keys) come from a literal (``SecretStr``), an environment variable
-or a file, and never appear in samples, messages or logs.
+Secrets (community, keys) are ``monitor.secrets.Secret``s: from an environment variable or
+a file (``*_env`` / ``*_file``; a literal only on the ``check`` command line), revealed only
+when pysnmp's credentials object is built, and never in samples, messages or logs.
 
 One ``SnmpEngine`` (one UDP socket) is shared by every v2c probe on an event loop, and
 one by every v3 probe with the same credentials (pysnmp keeps a single USM entry per
@@ -40,15 +41,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -64,6 +63,7 @@ from pysnmp.hlapi.v3arch.asyncio import auth as _auth
 from pysnmp.proto import errind
 from pysnmp.proto.rfc1905 import EndOfMibView, NoSuchInstance, NoSuchObject
 
+from monitor.secrets import Secret, SecretUnavailable
 from probes.base import (
     AddressDenied,
     ProbeConfig,
@@ -99,16 +99,17 @@ _PRIV = {
 class Config(ProbeConfig):
     version: Literal["2c", "3"] | None = Field(None, description="SNMP version (default: 3 when --v3-user is set)")
     port: int = Field(161, ge=1, le=65535, description="UDP port when the target names none")
-    community: SecretStr | None = Field(None, description="v2c community (prefer community_env/community_file)")
+    community: Secret | None = Field(None, description="v2c community: visible to every local user on a command "
+                                     "line; prefer community_env/community_file")
     community_env: str | None = Field(None, description="environment variable holding the v2c community")
     community_file: str | None = Field(None, description="file holding the v2c community")
     v3_user: str | None = Field(None, description="SNMPv3 user name")
     auth_protocol: AuthProtocol = Field("sha", description="SNMPv3 authentication protocol")
-    auth_key: SecretStr | None = Field(None, description="SNMPv3 authentication passphrase")
+    auth_key: Secret | None = Field(None, description="SNMPv3 authentication passphrase (prefer auth_key_env/_file)")
     auth_key_env: str | None = Field(None, description="environment variable holding the auth passphrase")
     auth_key_file: str | None = Field(None, description="file holding the auth passphrase")
     priv_protocol: PrivProtocol = Field("aes", description="SNMPv3 privacy protocol (used when a priv key is set)")
-    priv_key: SecretStr | None = Field(None, description="SNMPv3 privacy passphrase")
+    priv_key: Secret | None = Field(None, description="SNMPv3 privacy passphrase (prefer priv_key_env/_file)")
     priv_key_env: str | None = Field(None, description="environment variable holding the privacy passphrase")
     priv_key_file: str | None = Field(None, description="file holding the privacy passphrase")
     interfaces: tuple[str, ...] = Field(
@@ -121,26 +122,14 @@ class Config(ProbeConfig):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
-        def sources(*names: str) -> list[str]:
-            return [n for n in names if getattr(self, n) is not None]
-
-        for group in (
-            ("community", "community_env", "community_file"),
-            ("auth_key", "auth_key_env", "auth_key_file"),
-            ("priv_key", "priv_key_env", "priv_key_file"),
-        ):
-            given = sources(*group)
-            if len(given) > 1:
-                raise ValueError(f"give only one of {', '.join(group)} (got {', '.join(given)})")
+        # ProbeConfig turned every *_env / *_file into the Secret field (one source each).
         v3 = self.effective_version == "3"
         if v3:
             if not self.v3_user:
                 raise ValueError("SNMPv3 needs a user name (v3_user; `user` in the inventory)")
-            if sources("priv_key", "priv_key_env", "priv_key_file") and not sources(
-                "auth_key", "auth_key_env", "auth_key_file"
-            ):
+            if self.priv_key is not None and self.auth_key is None:
                 raise ValueError("an SNMPv3 privacy key needs an authentication key (auth_key*)")
-        elif not sources("community", "community_env", "community_file"):
+        elif self.community is None:
             raise ValueError("SNMP v2c needs community, community_env or community_file")
         return self
 
@@ -219,36 +208,27 @@ class CredentialError(Exception):
     """A secret's source is missing; the message names the source, never the value."""
 
 
-async def _secret(literal: SecretStr | None, env: str | None, path: str | None, what: str) -> str | None:
-    if literal is not None:
-        return literal.get_secret_value()
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise CredentialError(f"{what}: environment variable {env} is not set")
-        return value
-    if path is not None:
-        try:
-            text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-        except OSError as e:
-            raise CredentialError(f"{what}: cannot read {path}: {e.strerror or type(e).__name__}") from None
-        value = text.strip()
-        if not value:
-            raise CredentialError(f"{what}: {path} is empty")
-        return value
-    return None
+async def _secret(secret: Secret | None) -> str | None:
+    """The value, read at the point of use (a file read off the event loop, once)."""
+    if secret is None:
+        return None
+    try:
+        await asyncio.to_thread(secret.load)
+    except SecretUnavailable as e:
+        raise CredentialError(str(e)) from None
+    return secret.reveal()
 
 
 async def auth_data(cfg: Config) -> tuple[CommunityData | UsmUserData, str]:
     """pysnmp's credentials object and the key of the shared engine that may use it."""
     if cfg.effective_version == "2c":
-        community = await _secret(cfg.community, cfg.community_env, cfg.community_file, "community")
+        community = await _secret(cfg.community)
         assert community is not None  # the Config validator requires a source
         # mpModel 1 = v2c. The community index names the entry in the shared engine.
         index = "c" + hashlib.sha256(community.encode()).hexdigest()[:16]
         return CommunityData(index, community, mpModel=1), "v2c"
-    auth_key = await _secret(cfg.auth_key, cfg.auth_key_env, cfg.auth_key_file, "auth key")
-    priv_key = await _secret(cfg.priv_key, cfg.priv_key_env, cfg.priv_key_file, "priv key")
+    auth_key = await _secret(cfg.auth_key)
+    priv_key = await _secret(cfg.priv_key)
     user = cfg.v3_user or ""
     digest = hashlib.sha256(
         "\0".join((user, auth_key or "", priv_key or "", cfg.auth_protocol, cfg.priv_protocol)).encode()

@@ -17,7 +17,8 @@ APT_PACKAGES=(
   coturn                 # STUN server (turnserver --stun-only) for the stun probe
   exim4-daemon-light     # MTA with STARTTLS for the email probe (a private config per test: tests/peers/mta.py)
   iproute2 procps
-  util-linux mount e2fsprogs  # unshare/nsenter, mount -o loop, mkfs.ext4/e2fsck: the store fault tests (tests/faults/)
+  util-linux mount e2fsprogs  # unshare/nsenter/setpriv, mount -o loop, mkfs.ext4/e2fsck: tests/faults/, tests/probes/test_icmp_unprivileged.py
+  systemd                # systemd-analyze verify/security for contrib/wardwatch.service (tests/test_systemd_unit.py)
   chromium chromium-driver  # headless browser for the wallboard tests (tests/test_wallboard.py, selenium)
   fonts-noto-core        # Vietnamese glyphs in the wallboard screenshots
   poppler-utils          # pdftoppm: the SLA report's PDF is rendered to PNG in tests/reports/

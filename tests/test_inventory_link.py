@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor.inventory import parse_inventory
+from monitor.secrets import Secret
 from probes import link, snmp
 
 BASE = """
@@ -48,12 +49,16 @@ def test_link_expands_to_quality_or_ping_plus_snmp() -> None:
     s1 = got[(26506, "snmp")]
     assert s1.target == "127.0.0.1:1161" and isinstance(s1.config, snmp.Config)
     assert s1.config.interfaces == ("Gi0/1", "3")  # the unit's list replaces the default one
-    assert s1.config.community_env == "WW_SNMP_COMMUNITY" and s1.config.effective_version == "2c"
+    assert s1.config.community == Secret.from_env("WW_SNMP_COMMUNITY") and s1.config.effective_version == "2c"
+    # a secret names the line that names it (the default's), for a missing variable at start
+    assert s1.config.community.where == "inv.yaml:7: defaults.services.link.snmp.community_env"
 
     s2 = got[(26536, "snmp")]
     assert s2.target == "127.0.0.2:161" and isinstance(s2.config, snmp.Config)
     assert s2.config.effective_version == "3" and s2.config.v3_user == "noc"
-    assert s2.config.auth_key_file == "/run/secrets/auth" and s2.config.priv_key_env == "WW_PRIV"
+    assert s2.config.auth_key == Secret.from_file("/run/secrets/auth")
+    assert s2.config.priv_key == Secret.from_env("WW_PRIV")
+    assert s2.config.priv_key.where == "inv.yaml:22: unit 26536: link.snmp.priv_key_env"
     assert s2.config.interfaces == ("Gi0/0",)
 
 

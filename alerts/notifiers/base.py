@@ -13,6 +13,8 @@ from typing import Any
 import aiohttp
 
 from alerts.templates import Texts
+from monitor.secrets import REDACTED, Secret
+from monitor.secrets import scrub as scrub_known
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -56,7 +58,7 @@ class Request:
 class RenderContext:
     texts: Texts = field(default_factory=Texts)
     receiver: str = ""
-    secret: str | None = None  # the receiver's secret (HMAC key, bot token, SMTP password)
+    secret: Secret | None = None  # the receiver's secret (HMAC key, bot token, SMTP password)
     generator_url: str = ""  # where an alert comes from (Alertmanager's generatorURL)
 
 
@@ -69,10 +71,11 @@ class DeliveryError(Exception):
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` without this request's secrets, nor any other secret the process has read."""
     for s in secrets:
         if s:
-            text = text.replace(s, "<secret>")
-    return text
+            text = text.replace(s, REDACTED)
+    return scrub_known(text)
 
 
 def json_body(data: Any) -> bytes:

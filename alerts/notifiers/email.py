@@ -45,6 +45,7 @@ def render(n: Notification, cfg: Config, ctx: RenderContext) -> Request:
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(templates.body(n, ctx.texts, vals) + "\n", charset="utf-8", cte="quoted-printable")
     body = msg.as_bytes()
+    password = ctx.secret.reveal() if ctx.secret is not None else None
     headers = tuple((k, str(v)) for k, v in msg.items() if k not in ("Content-Type", "Content-Transfer-Encoding",
                                                                        "MIME-Version"))
     return Request(
@@ -52,10 +53,10 @@ def render(n: Notification, cfg: Config, ctx: RenderContext) -> Request:
         f"smtp://{cfg.smarthost}",
         headers,
         body,
-        secrets=(ctx.secret,) if ctx.secret else (),
+        secrets=(password,) if password else (),
         smtp={
             "host": host, "port": port, "starttls": cfg.starttls, "username": cfg.username,
-            "password": ctx.secret, "from": cfg.sender, "to": list(cfg.to), "ca_file": cfg.ca_file,
+            "password": password, "from": cfg.sender, "to": list(cfg.to), "ca_file": cfg.ca_file,
             "hello": cfg.hello,
         },
     )

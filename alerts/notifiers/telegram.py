@@ -18,7 +18,7 @@ MAX_TEXT = 4096  # Bot API limit for one message
 
 
 def render(n: Notification, cfg: Config, ctx: RenderContext) -> Request:
-    token = ctx.secret or ""
+    token = ctx.secret.reveal() if ctx.secret is not None else ""
     vals = templates.values(n, ctx.texts)
     text = templates.title(n, ctx.texts, vals) + "\n\n" + templates.body(n, ctx.texts, vals)
     if len(text) > MAX_TEXT:

@@ -66,6 +66,6 @@ def signature(key: str, body: bytes) -> str:
 def render(n: Notification, cfg: Config, ctx: RenderContext) -> Request:
     body = json_body(payload(n, ctx))
     headers = [("Content-Type", "application/json"), ("X-Wardwatch-Dedup-Key", n.dedup_key)]
-    if ctx.secret:
-        headers.append(("X-Wardwatch-Signature", signature(ctx.secret, body)))
+    if ctx.secret is not None:
+        headers.append(("X-Wardwatch-Signature", signature(ctx.secret.reveal(), body)))
     return Request("POST", cfg.url, tuple(headers), body)

@@ -9,17 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from monitor.secrets import Secret
 from probes import registry
-from probes.base import ProbeContext, ProbeResult, Resolver, Sample
+from probes.base import ProbeContext, ProbeResult, Resolver, Sample, secret_fields
 from probes.runner import common_samples, run_probe
+
+log = logging.getLogger("wardwatch")
 
 # Options every kind has; Config fields of these names are not repeated.
 _RESERVED = {"timeout", "dns_server", "json"}
@@ -84,7 +88,11 @@ def add_config_options(parser: argparse.ArgumentParser, fields: dict[str, FieldI
             parser.add_argument(
                 flag, dest=dest, action="append", type=_parse_kv, metavar="KEY=VALUE", help=help_text
             )
-        elif tp in (str, int, float, SecretStr):
+        elif tp is Secret:
+            parser.add_argument(flag, dest=dest, metavar=name.upper(),
+                                help=f"{help_text} (on the command line it is visible to every local user: "
+                                f"use {_flag(name + '_env')} or {_flag(name + '_file')})")
+        elif tp in (str, int, float):
             parser.add_argument(flag, dest=dest, metavar=name.upper(), help=help_text)
         else:  # nested models and other structures: JSON on the command line
             parser.add_argument(flag, dest=dest, type=_json_value, metavar="JSON", help=help_text)
@@ -140,8 +148,19 @@ def as_json(result: ProbeResult, timeout: float) -> dict[str, Any]:
     }
 
 
+def warn_literal_secrets(spec: registry.ProbeSpec, args: argparse.Namespace) -> None:
+    """A secret typed as an argument is in ``ps`` output and /proc/PID/cmdline for every local
+    user, and in shell history: say so, and what to use instead."""
+    for name in secret_fields(spec.config):
+        if getattr(args, f"cfg_{name}", None) is not None:
+            print(f"wardwatch check {args.kind}: warning: {_flag(name)} puts the secret on the command line, "
+                  f"where every local user can read it (ps, /proc/PID/cmdline); use {_flag(name + '_env')} "
+                  f"NAME or {_flag(name + '_file')} PATH", file=sys.stderr)
+
+
 def run_check(args: argparse.Namespace) -> int:
     spec = registry.get(args.kind)
+    warn_literal_secrets(spec, args)
     try:
         cfg = build_config(spec, args)
     except ValidationError as exc:
@@ -152,6 +171,11 @@ def run_check(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print(f"wardwatch check {args.kind}: --timeout: must be positive", file=sys.stderr)
         return 2
+    if args.kind in ("icmp", "link"):
+        from probes import icmp
+
+        access = icmp.detect()
+        (log.info if access.mode else log.warning)("ICMP: %s", access.detail)
     ctx = ProbeContext(timeout=args.timeout, resolver=Resolver(args.dns_server))
     result = asyncio.run(run_probe(spec, args.target, cfg, ctx))
     if args.json:

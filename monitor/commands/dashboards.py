@@ -6,7 +6,7 @@
 build writes the JSON (default dashboards/json/); with --check it writes nothing and exits 1 when
 a committed file differs from what the code generates. push saves the dashboards into a Grafana
 folder by UID (idempotent); the token is read from a file or an environment variable, never from
-the command line, and never printed.
+the command line (``--token`` is refused: argv is readable by every local user), and never printed.
 
 Exit status: 0 done, 1 stale (--check) or refused by Grafana, 2 usage, missing token or Grafana
 unreachable.
@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from monitor.secrets import Secret, SecretUnavailable
 
 DEFAULT_TOKEN_ENV = "GRAFANA_TOKEN"
 
@@ -38,6 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     tok.add_argument("--token-file", type=Path, help="file holding a Grafana service-account token")
     tok.add_argument("--token-env", default=None,
                      help=f"environment variable holding the token (default {DEFAULT_TOKEN_ENV})")
+    # Refused with a pointer to the above: a token in argv is readable by every local user.
+    tok.add_argument("--token", default=None, help=argparse.SUPPRESS)
     push.add_argument("--folder", default="wardwatch", help="Grafana folder (created if missing; default wardwatch)")
     push.add_argument("--dir", type=Path, default=None,
                       help="push the JSON files of this directory instead of generating them")
@@ -63,18 +66,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> str | None:
+def _token(args: argparse.Namespace) -> Secret | None:
+    if args.token is not None:
+        print("wardwatch: --token is not accepted: a token on the command line is visible to every local user "
+              "(ps, /proc/PID/cmdline) and stays in shell history; use --token-file PATH or --token-env NAME "
+              f"(default {DEFAULT_TOKEN_ENV})", file=sys.stderr)
+        return None
     if args.token_file is not None:
-        try:
-            return args.token_file.read_text(encoding="utf-8").strip() or None
-        except OSError as e:
-            print(f"wardwatch: cannot read token file {args.token_file}: {e.strerror}", file=sys.stderr)
-            return None
-    name = args.token_env or DEFAULT_TOKEN_ENV
-    value = os.environ.get(name, "").strip()
-    if not value:
-        print(f"wardwatch: environment variable {name} is empty or unset", file=sys.stderr)
-    return value or None
+        token = Secret.from_file(args.token_file, where="--token-file")
+    else:
+        token = Secret.from_env(args.token_env or DEFAULT_TOKEN_ENV, where="--token-env")
+    try:
+        token.load()
+    except SecretUnavailable as e:
+        print(f"wardwatch: {e}", file=sys.stderr)
+        return None
+    return token
 
 
 def _load(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from monitor import units
 from monitor.inventory import ConfigLookup, InventoryError, load_inventory
+from monitor.secrets import check
 
 
 def register(
@@ -51,6 +52,8 @@ def register(
         description="Exit 0 and print a summary when valid; otherwise exit 2, one line per problem.",
     )
     val.add_argument("file", type=Path, help="inventory YAML")
+    val.add_argument("--secrets", action="store_true",
+                     help="also read every secret it names (*_env, *_file), as `wardwatch run` does at start")
     val.set_defaults(func=cmd_validate)
 
 
@@ -59,7 +62,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    return validate_inventory(args.file)
+    return validate_inventory(args.file, read_secrets=args.secrets)
 
 
 def init_inventory(
@@ -107,6 +110,7 @@ def validate_inventory(
     system_resolver: str | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    read_secrets: bool = False,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -122,6 +126,12 @@ def validate_inventory(
     except Exception as e:  # never a traceback at the command edge
         print(f"{path}: internal error: {type(e).__name__}: {e}", file=err)
         return 2
+    if read_secrets:
+        missing = check(inv.secrets())
+        for line in missing:
+            print(line, file=err)
+        if missing:
+            return 2
     print(inv.summary(), file=out)
     return 0
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor import secrets
 from monitor.engine import Engine
 from monitor.inventory import Inventory, InventoryError, load_inventory
 from monitor.placement import Placement, check_vantage, parse_shard
@@ -144,6 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{args.config}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    # Every secret is read now (README "Secrets"): a missing one stops the start, named by its line.
+    missing = secrets.check(inventory.secrets())
+    for line in missing:
+        print(line, file=sys.stderr)
+    if missing:
+        return 2
     web_config = None
     if getattr(args, "web_config", None) is not None:
         from monitor.webconfig import WebConfigError, load_web_config
@@ -174,6 +181,7 @@ async def serve(
         print(f"wardwatch: {exc}", file=sys.stderr)
         return 2
     engine = Engine(inventory, store, placement=placement(args))
+    await log_icmp_access(inventory)
     host, port = args.listen
     # Alerting starts only now, with the whole inventory loaded and validated.
     scheme = "https" if web_config is not None and web_config.tls is not None else "http"
@@ -236,6 +244,15 @@ async def serve(
         await store.flush()
         store.close()
     return 0
+
+
+async def log_icmp_access(inventory: Inventory) -> None:
+    """Say once which ICMP socket the icmp and link probes will get (README "Running without root")."""
+    from probes import icmp
+
+    if any(t.probe in ("icmp", "link") for t in inventory.targets):
+        access = await asyncio.to_thread(icmp.detect)
+        (log.info if access.mode else log.warning)("ICMP: %s", access.detail)
 
 
 def _alerting(

@@ -53,7 +53,7 @@ def dns_server(cfg: LabConfig) -> str:
 
 
 def _snmp_doc(cfg: LabConfig) -> dict[str, Any]:
-    """The router's SNMP settings (snmpsim.py); the community is read from a file at probe time."""
+    """The router's SNMP settings (snmpsim.py); the community is read from a file when wardwatch starts."""
     if not cfg.snmp:
         return {}
     community = (cfg.directory / "snmpsim" / "community").absolute()

@@ -106,4 +106,6 @@ async def test_run_refuses_a_missing_secret_without_showing_values(tmp_path: Pat
     code, out, err = await ww("run", "-c", str(inv), "--listen", f"127.0.0.1:{free_port()}",
                               "--store", str(tmp_path / "s.db"))
     assert code == 2
-    assert "alerting.receivers.hook.hmac_key: environment variable WW_CLI_TEST_UNSET_SECRET is not set" in err
+    line = inv.read_text().splitlines().index(next(x for x in inv.read_text().splitlines() if "hmac_key_env" in x)) + 1
+    assert err == (f"{inv}:{line}: alerting.receivers.hook.hmac_key_env: environment variable "
+                   "WW_CLI_TEST_UNSET_SECRET is not set\n")

@@ -14,6 +14,7 @@ from alerts.model import Notification
 from alerts.notifiers.base import RenderContext, scrub
 from alerts.notifiers.webhook import signature
 from alerts.templates import Texts
+from monitor.secrets import Secret
 from tests.alerts.samples import DOWN, ISOLATED, firing, resolved
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -27,7 +28,8 @@ CONFIGS = {
                                            "from": "wardwatch@example.vn", "to": ["noc@example.vn"]}),
     "telegram": TelegramReceiver(type="telegram", chat_id="-1001234567890", bot_token_env="T"),
 }
-SECRETS = {"webhook": "hook-key", "telegram": "123456:SECRET-token", "email": None, "alertmanager": None}
+SECRETS = {"webhook": Secret("hook-key"), "telegram": Secret("123456:SECRET-token"), "email": None,
+           "alertmanager": None}
 CASES = {
     "firing": firing(),
     "resolved": resolved(),
@@ -68,7 +70,7 @@ def test_golden_payloads(kind: str, case: str) -> None:
 
 
 def test_english_option() -> None:
-    ctx = RenderContext(TEXTS_EN, receiver="webhook", secret="k")
+    ctx = RenderContext(TEXTS_EN, receiver="webhook", secret=Secret("k"))
     req = notifiers.render(firing(), CONFIGS["webhook"], ctx)
     _check("webhook_firing_en", req.to_json())
     body = json.loads(req.body)
@@ -77,7 +79,7 @@ def test_english_option() -> None:
 
 
 def test_webhook_signature_is_hmac_of_the_exact_body() -> None:
-    req = notifiers.render(firing(), CONFIGS["webhook"], RenderContext(TEXTS_VI, "webhook", "hook-key"))
+    req = notifiers.render(firing(), CONFIGS["webhook"], RenderContext(TEXTS_VI, "webhook", Secret("hook-key")))
     headers = dict(req.headers)
     assert headers["X-Wardwatch-Signature"] == signature("hook-key", req.body)
     assert headers["X-Wardwatch-Dedup-Key"] == firing().dedup_key
@@ -94,7 +96,7 @@ def test_alertmanager_payload_fields() -> None:
 
 
 def test_telegram_token_is_scrubbed_everywhere() -> None:
-    ctx = RenderContext(TEXTS_VI, "telegram", "123456:SECRET-token")
+    ctx = RenderContext(TEXTS_VI, "telegram", Secret("123456:SECRET-token"))
     req = notifiers.render(firing(), CONFIGS["telegram"], ctx)
     assert "SECRET" in req.url  # the real request needs it...
     assert "SECRET" not in req.describe() and "SECRET" not in json.dumps(req.to_json())  # ...nothing else shows it

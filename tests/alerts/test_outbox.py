@@ -158,14 +158,14 @@ def test_routes_first_match_continue_and_escalation_receiver(monkeypatch: pytest
         == ["a"]
     esc = firing().__class__(DOWN, Event.FIRING, firing().at, receiver="c")
     assert r.route(esc) == ["c"]
-    assert r.receivers["tg"].secret == "s3cr3t-value" and "s3cr3t" not in repr(r.receivers["tg"])
+    assert r.receivers["tg"].secret.reveal() == "s3cr3t-value" and "s3cr3t" not in repr(r.receivers["tg"])
 
 
 def test_missing_secret_is_named_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     cfg = AlertingConfig.model_validate({"receivers": {"tg": {"type": "telegram", "chat_id": 1,
                                                                "bot_token_env": "NOPE_NOT_SET"}}})
-    with pytest.raises(ValueError, match=r"alerting.receivers.tg.bot_token: environment variable NOPE_NOT_SET"):
+    with pytest.raises(ValueError, match=r"receivers.tg.bot_token_env: environment variable NOPE_NOT_SET is not set"):
         Routing.from_config(cfg)
 
 

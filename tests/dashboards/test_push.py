@@ -139,3 +139,11 @@ async def test_token_from_environment(monkeypatch: pytest.MonkeyPatch, capsys: p
                                                 "--token-env", "WW_TEST_GRAFANA_TOKEN"])
         assert rc == 0 and len(g.dashboards) == 5
     assert TOKEN not in capsys.readouterr().out
+
+
+def test_token_on_the_command_line_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """argv is world-readable (ps, /proc/PID/cmdline): --token is refused with what to use instead."""
+    assert cli.main(["dashboards", "push", "--url", "http://127.0.0.1:1", "--token", "glsa_cmdline_secret"]) == 2
+    err = capsys.readouterr().err
+    assert "visible to every local user" in err and "--token-file" in err and "--token-env" in err
+    assert "glsa_cmdline_secret" not in err

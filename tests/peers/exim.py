@@ -50,8 +50,19 @@ acl_mail:
   accept
 acl_rcpt:
   accept
-begin routers
+{authenticators}begin routers
 begin transports
+"""
+
+# SMTP AUTH PLAIN with one fixed account, offered only inside TLS (as a real smarthost would).
+AUTHENTICATORS = r"""begin authenticators
+plain:
+  driver = plaintext
+  public_name = PLAIN
+  server_prompts = :
+  server_condition = ${if and {{eq{$auth2}{@USER@}}{eq{$auth3}{@PASSWORD@}}}}
+  server_set_id = $auth2
+  server_advertise_condition = ${if def:tls_in_cipher}
 """
 
 
@@ -89,7 +100,8 @@ class Exim:
 
 
 @contextlib.contextmanager
-def exim(ca: TestCA) -> Iterator[Exim]:
+def exim(ca: TestCA, auth: tuple[str, str] | None = None) -> Iterator[Exim]:
+    """``auth``: (user, password) of the one account SMTP AUTH PLAIN accepts (letters, digits, '-')."""
     binary = require("exim4")
     user = pwd.getpwnam("Debian-exim")
     root = Path(tempfile.mkdtemp(prefix="wardwatch-exim-"))
@@ -105,7 +117,8 @@ def exim(ca: TestCA) -> Iterator[Exim]:
         (root / "mx.key").chmod(0o600)
         port = free_port()
         conf = root / "exim.conf"
-        conf.write_text(CONFIG.format(dir=root, port=port))
+        authenticators = AUTHENTICATORS.replace("@USER@", auth[0]).replace("@PASSWORD@", auth[1]) if auth else ""
+        conf.write_text(CONFIG.format(dir=root, port=port, authenticators=authenticators))
         with running([binary, "-bdf", "-C", str(conf)], root / "stdout.log") as proc:
             wait_tcp("127.0.0.1", port, proc=proc)
             yield Exim(root, port, ca.bundle)

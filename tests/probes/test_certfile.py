@@ -133,5 +133,5 @@ async def test_key_only_pem_is_unreadable(ca: pki.TestCA) -> None:
 
 
 def test_config_rejects_both_passwords() -> None:
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(ValidationError, match="give only one of password, password_env, password_file"):
         certfile.Config(password="a", password_file="/x")

@@ -198,6 +198,9 @@ def test_check_cli_against_snmpd(agent: peers.Agent, tmp_path: Path) -> None:
     one = subprocess.run([*base, "--community", COMMUNITY_SECRET, "--interface", "lo"],
                          capture_output=True, text=True, timeout=30, check=False)
     assert one.returncode == 0, one.stderr
+    # a literal secret works, with a warning that argv is readable by every local user (and no echo of it)
+    assert "--community puts the secret on the command line" in one.stderr and "--community-file" in one.stderr
+    assert COMMUNITY_SECRET not in one.stdout + one.stderr
     out = json.loads(one.stdout)
     assert out["success"] and out["metrics"]['ifOperStatus{ifIndex="1",ifName="lo",ifDescr="lo"}'] == 1
     three = subprocess.run(
