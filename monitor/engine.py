@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from monitor import secrets
-from monitor.placement import Placement
+from monitor.placement import Placement, unit_key
 from monitor.state import Change, State, Status, needs_recheck, observe
 from monitor.targets import Target
 from probes import registry
@@ -88,7 +88,7 @@ class EngineStats:
 
 def in_shard(target: Target, shard: tuple[int, int], replicas: int = 1) -> bool:
     """Whether instance I of N probes ``target`` (rendezvous hashing: monitor/placement.py)."""
-    return Placement(shard[0], shard[1], replicas).owns(target.key)
+    return Placement(shard[0], shard[1], replicas).owns(unit_key(target.unit_code))
 
 
 class Engine:
@@ -160,7 +160,7 @@ class Engine:
     def _select(self, targets: list[Target]) -> list[Target]:
         if self.placement.everything:
             return list(targets)
-        return [t for t in targets if self.placement.owns(t.key)]
+        return [t for t in targets if self.placement.owns(unit_key(t.unit_code))]
 
     def _install(self, targets: list[Target], persisted: dict[str, Status]) -> None:
         """Build entries; keep the entry (state and schedule) of every unchanged target."""

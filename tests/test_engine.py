@@ -16,6 +16,7 @@ from monitor.inventory import load_inventory
 from monitor.placement import parse_shard
 from monitor.state import Change, State
 from monitor.store import Store
+from monitor.units import official_units
 from probes import registry
 from probes.base import ProbeContext, ProbeResult, Reason
 
@@ -256,12 +257,23 @@ async def test_state_survives_restart_through_the_store(tmp_path: Path, peer: Pe
         store2.close()
 
 
-def test_shards_partition_the_targets(tmp_path: Path) -> None:
-    checks = [f"{{service: vc_gov, probe: tcp, target: '127.0.0.{i}:80'}}" for i in range(1, 91)]
-    targets = load_inventory(write_inventory(tmp_path / "inv.yaml", checks)).targets
-    shards = [{t.key for t in targets if in_shard(t, (i, 3))} for i in (1, 2, 3)]
-    assert sum(len(s) for s in shards) == 90 and set().union(*shards) == {t.key for t in targets}
-    assert all(15 <= len(s) <= 45 for s in shards)
+def test_shards_partition_the_units_and_keep_each_unit_together(tmp_path: Path) -> None:
+    units = official_units(79)[:60]
+    text = "province: 79\ndefaults: {templates: {portal: null, email: null}}\nunits:\n" + "".join(
+        f"  - {{code: {u.code}, name: {u.name}, type: {u.type}, link: {{address: 127.1.{n}.1}},\n"
+        f"     vc_gov: {{address: 127.1.{n}.2}}}}\n"
+        for n, u in enumerate(units)
+    )
+    (tmp_path / "inv.yaml").write_text(text, encoding="utf-8")
+    targets = load_inventory(tmp_path / "inv.yaml").targets
+    for replicas in (1, 2):
+        shards = [{t.key for t in targets if in_shard(t, (i, 3), replicas)} for i in (1, 2, 3)]
+        assert sum(len(s) for s in shards) == replicas * len(targets)
+        assert set().union(*shards) == {t.key for t in targets}
+        for s in shards:  # a unit's link and its children always land together
+            codes = {t.unit_code for t in targets if t.key in s}
+            assert s == {t.key for t in targets if t.unit_code in codes}
+            assert 10 * replicas <= len(codes) <= 30 * replicas
     assert parse_shard("2/3") == (2, 3)
     for bad in ("0/3", "4/3", "x", "1-3"):
         with pytest.raises(ValueError):

@@ -34,7 +34,7 @@ from monitor import cli
 from monitor.inventory import load_inventory
 from monitor.lab.config import LabConfig, Ports, Timing
 from monitor.lab.runner import Lab
-from monitor.placement import owners
+from monitor.placement import owners, unit_key
 from tests.peers import prometheus as prom
 from tests.peers.alertmanager import (
     EXAMPLE,
@@ -130,7 +130,8 @@ async def test_fleet_survives_a_lost_wardwatch_and_a_lost_alertmanager(tmp_path:
 async def _run(tmp: Path, lab: Lab, hook: Any, stack: contextlib.AsyncExitStack) -> None:
     inv = load_inventory(lab.inventory_path)
     keys = {t.key for t in inv.targets}
-    owners_of = {t.key: set(owners(t.key, range(1, N + 1), R)) for t in inv.targets}
+    # Placement is by unit (monitor/placement.py): a unit's link and its children on the same two.
+    owners_of = {t.key: set(owners(unit_key(t.unit_code), range(1, N + 1), R)) for t in inv.targets}
 
     # Which wardwatch to kill, and which units to cut: units whose link both survivors probe, so
     # the same incident really comes from two replicas.
