@@ -10,10 +10,12 @@ session on the machine) are left alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -47,3 +49,14 @@ def remove_stale_lab_tables() -> list[str]:
 @pytest.fixture(scope="session", autouse=True)
 def _no_stale_lab_tables() -> None:
     remove_stale_lab_tables()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """`wardwatch` commands run in-process (cli.main) install a handler on the sys.stderr of the
+    moment, which pytest closes after the test; put the root logger back as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
