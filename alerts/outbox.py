@@ -35,6 +35,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -258,6 +259,15 @@ class OutboxDB:
             rows = self._conn.execute(f"SELECT {_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [_row(r) for r in rows]
 
+    def pending_counts(self) -> dict[str, int]:
+        """Notifications not yet delivered and still being retried, per receiver."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT receiver, count(*) FROM outbox WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL"
+                " AND receiver != '' GROUP BY receiver"
+            ).fetchall()
+        return {str(k): int(v) for k, v in rows}
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._conn.execute(
@@ -322,6 +332,8 @@ class Outbox:
         self._warned_no_receiver = False
         self.sent = 0
         self.errors = 0
+        # (receiver, delivered | failed | refused): one per delivery attempt, for /metrics.
+        self.results: Counter[tuple[str, str]] = Counter()
 
     def rows_for(self, notes: Sequence[Notification]) -> list[tuple[str, str, str, int]]:
         rows: list[tuple[str, str, str, int]] = []
@@ -399,6 +411,7 @@ class Outbox:
                     await self.sender.send(req, self.routing.timeout(name))
                 except DeliveryError as e:
                     self.errors += 1
+                    self.results[(name, "refused" if e.permanent else "failed")] += 1
                     wait = backoff(row.attempts + 1, self.backoff_initial, self.backoff_max)
                     await asyncio.to_thread(self.db.failed, row.id, _now_ms() + round(wait * 1000), str(e),
                                             e.permanent)
@@ -410,11 +423,13 @@ class Outbox:
                     return wait
                 except Exception as e:  # a rendering bug: keep it from blocking the receiver forever
                     self.errors += 1
+                    self.results[(name, "refused")] += 1
                     log.exception("alert %s to %s: cannot render", row.dedup_key, name)
                     await asyncio.to_thread(self.db.failed, row.id, _now_ms(), f"render: {e}", True)
                     continue
                 await asyncio.to_thread(self.db.delivered, row.id, _now_ms())
                 self.sent += 1
+                self.results[(name, "delivered")] += 1
                 log.info("alert %s delivered to %s", row.dedup_key, name)
 
 
@@ -432,6 +447,7 @@ class DirectSender:
         self.backoff_max = backoff_max
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
+        self.results: Counter[tuple[str, str]] = Counter()  # as Outbox.results
 
     def send(self, notes: Sequence[Notification]) -> None:
         for n in notes:
@@ -450,6 +466,7 @@ class DirectSender:
             try:
                 await self.sender.send(self.routing.render(name, n), self.routing.timeout(name))
             except DeliveryError as e:
+                self.results[(name, "refused" if e.permanent else "failed")] += 1
                 if e.permanent:
                     log.error("alert %s to %s refused (direct path): %s", n.dedup_key, name, e)
                     return
@@ -459,6 +476,7 @@ class DirectSender:
                 await asyncio.sleep(wait)
                 continue
             self.sent += 1
+            self.results[(name, "delivered")] += 1
             log.info("alert %s delivered to %s (direct path, not via the store)", n.dedup_key, name)
             return
 

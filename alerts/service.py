@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import Enum
@@ -315,6 +316,40 @@ class AlertService:
                                       json_body([alertmanager.alert_json(n, ctx)]))
                         with contextlib.suppress(Exception):
                             await self.sender.send(req, self.routing.timeout(name))
+
+    # -- /metrics ------------------------------------------------------------------------------
+    async def metrics_text(self) -> str:
+        """The notifier and alert families of /metrics (exposition text). Every configured
+        receiver and every severity/state is present, zeros included, so a dashboard or an
+        alert on them has a series from the start; the pending count is left out while the
+        store cannot be read (store errors have their own metric)."""
+        from monitor.exporter import family_header, labels_text
+
+        receivers = sorted(self.routing.receivers)
+        results = self.outbox.results + self.direct.results
+        out = [family_header("wardwatch_notifications_total")]
+        for r in receivers:
+            for res in ("delivered", "failed", "refused"):
+                out.append(f"wardwatch_notifications_total{{{labels_text((('receiver', r), ('result', res)))}}} "
+                           f"{results.get((r, res), 0)}\n")
+        try:
+            pending = await asyncio.to_thread(self.db.pending_counts)
+        except Exception:
+            pending = None
+        if pending is not None:
+            out.append(family_header("wardwatch_outbox_pending"))
+            out += [f"wardwatch_outbox_pending{{{labels_text((('receiver', r),))}}} {pending.get(r, 0)}\n"
+                    for r in receivers]
+        states: Counter[tuple[str, str]] = Counter()
+        for a in self.active():
+            if a.condition:
+                states[(a.alert.severity, "acked" if a.acked_by else "suppressed" if a.suppressed else "active")] += 1
+        out.append(family_header("wardwatch_alerts"))
+        for sev in ("page", "ticket", "info"):
+            for state in ("active", "suppressed", "acked"):
+                out.append(f"wardwatch_alerts{{{labels_text((('severity', sev), ('state', state)))}}} "
+                           f"{states.get((sev, state), 0)}\n")
+        return "".join(out)
 
     # -- the API -------------------------------------------------------------------------------
     def active(self) -> list[Any]:

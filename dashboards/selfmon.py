@@ -102,15 +102,21 @@ def build() -> dict[str, Any]:
 
 
 def _notifier_panels() -> list[tuple[str, str, str, str]]:
-    """Panels for the notifier/outbox series wardwatch exports, read from monitor.exporter.METRICS
-    at build time: the dashboard shows what the exporter has, nothing it does not."""
-    out: list[tuple[str, str, str, str]] = []
-    for name, (kind, _help) in sorted(METRICS.items()):
-        if not name.startswith(("wardwatch_notif", "wardwatch_outbox", "wardwatch_alert")):
-            continue
-        title = name.removeprefix("wardwatch_").replace("_", " ").capitalize()
-        if kind == "counter":
-            out.append((title, f"sum without (job) (rate({_s(name)}[$__rate_interval]))", "{{instance}}", "ops"))
-        elif kind == "gauge":
-            out.append((title, f"sum without (job) ({_s(name)})", "{{instance}}", "short"))
+    """The built-in alerting's health (alerts/service.py metrics_text): deliveries by receiver and
+    result, what waits in the outbox, the engine's alerts. Names are checked against
+    monitor.exporter.METRICS at build time: the dashboard shows what the exporter has."""
+    panels = [
+        ("Notifications per second", "wardwatch_notifications_total",
+         "sum by (receiver, result) (rate({m}[$__rate_interval]))", "{{{{receiver}}}}: {{{{result}}}}", "ops"),
+        ("Outbox: waiting to be delivered", "wardwatch_outbox_pending",
+         "max by (receiver, instance) ({m})", "{{{{receiver}}}} ({{{{instance}}}})", "short"),
+        # Replicas each run an engine with the same alerts: max, not sum.
+        ("Built-in alerts by severity and state", "wardwatch_alerts",
+         "max by (severity, state) ({m})", "{{{{severity}}}} {{{{state}}}}", "short"),
+    ]
+    out = []
+    for title, name, expr, legend, unit in panels:
+        if name not in METRICS:
+            raise ValueError(f"{name}: not exported by monitor.exporter")
+        out.append((title, expr.format(m=_s(name)), legend.format(), unit))
     return out

@@ -95,6 +95,13 @@ METRICS: dict[str, tuple[str, str]] = {
         "Unix time of the last successful inventory reload",
     ),
     "wardwatch_store_errors_total": (COUNTER, "Failed writes to or reads from the state store"),
+    # -- the built-in alerting (alerts/service.py; only while it runs) --
+    "wardwatch_notifications_total": (
+        COUNTER,
+        "Notification delivery attempts by receiver and result (delivered; failed: retried; refused: not retried)",
+    ),
+    "wardwatch_outbox_pending": (GAUGE, "Notifications not yet delivered and still retried, by receiver"),
+    "wardwatch_alerts": (GAUGE, "Alerts of the built-in engine by severity and state (active, suppressed, acked)"),
     "wardwatch_targets": (GAUGE, "Targets monitored, by service and state"),
     "wardwatch_metrics_render_seconds": (GAUGE, "How long the previous /metrics render took"),
     "wardwatch_build_info": (GAUGE, "Build information; the value is always 1"),

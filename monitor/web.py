@@ -145,6 +145,9 @@ def _gzip(body: bytes) -> bytes:
 async def metrics(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     body = await request.app[METRICS].body(engine)
+    alerts = request.app.get(web_alerts.ALERTS)
+    if alerts is not None:  # a few lines, rendered per scrape (not shared like the targets' render)
+        body += (await alerts.metrics_text()).encode()
     headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
     if accepts_gzip(request) and len(body) >= GZIP_MIN_BYTES:
         body = await asyncio.to_thread(_gzip, body)

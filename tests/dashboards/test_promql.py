@@ -29,6 +29,7 @@ from monitor.lab.config import LabConfig, Ports, Timing
 from monitor.lab.runner import Lab
 from tests.dashboards import queries as dq
 from tests.peers import prometheus as prom
+from tests.peers.proc import free_port
 from tests.peers.wardwatch import wardwatch_run
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,16 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     ))
     await lab.start()
     try:
-        async with wardwatch_run(tmp_path / "ww", lab.inventory_path) as ww:
+        # With the built-in alerting on, so the notifier panels have series: the lab's imperfections
+        # page a receiver that is down (failed deliveries, a pending outbox).
+        inv = tmp_path / "inventory-alerting.yaml"
+        inv.write_text(lab.inventory_path.read_text(encoding="utf-8") + (
+            "alerting:\n"
+            f"  receivers: {{hook: {{type: webhook, url: 'http://127.0.0.1:{free_port()}/hook'}}}}\n"
+            "  default_receivers: [hook]\n"
+            "  delivery: {backoff_initial: 200ms, backoff_max: 1s}\n"
+        ), encoding="utf-8")
+        async with wardwatch_run(tmp_path / "ww", inv) as ww:
             rules = prom.render_rules(tmp_path / "rules", scale=PROBE_INTERVAL / 30.0)
             cfg = prom.config(scrape_targets=[ww.listen], alertmanagers=[], rule_files=rules,
                               scrape_interval="1s", evaluation_interval="1s")
