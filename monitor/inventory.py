@@ -911,26 +911,21 @@ class _Builder:
         self.secret_cache: dict[tuple[str, str, str], Secret] = {}
 
     # -- problems -------------------------------------------------------------------------------
-    def problem(self, path: PathKey, message: str, line: int | None = None) -> None:
+    def _located(self, path: PathKey, message: str, line: int | None = None) -> Problem:
         unit_code = None
         rel: PathKey = path
         if len(path) >= 2 and path[0] == "units" and isinstance(path[1], int):
             unit_code = self.unit_codes.get(path[1])
             if unit_code is not None:
                 rel = path[2:]
-        if line is None:
-            line = self.doc.line(path)
-        self.problems.append(Problem(self.file, line, unit_code, _field(rel), message))
+        return Problem(self.file, self.doc.line(path) if line is None else line, unit_code, _field(rel), message)
+
+    def problem(self, path: PathKey, message: str, line: int | None = None) -> None:
+        self.problems.append(self._located(path, message, line))
 
     def where(self, path: PathKey) -> str:
         """``FILE:LINE: unit CODE: field`` of ``path``: how a secret names itself in errors."""
-        unit_code = None
-        rel: PathKey = path
-        if len(path) >= 2 and path[0] == "units" and isinstance(path[1], int):
-            unit_code = self.unit_codes.get(path[1])
-            if unit_code is not None:
-                rel = path[2:]
-        return str(Problem(self.file, self.doc.line(path), unit_code, _field(rel), "")).removesuffix(": ")
+        return str(self._located(path, "")).removesuffix(": ")
 
     def validation_errors(self, prefix: PathKey, exc: ValidationError) -> None:
         for e in exc.errors():

@@ -136,21 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"wardwatch run: {exc}", file=sys.stderr)
         return 2
+    problems: list[object] = []
     try:
         inventory = load_inventory(args.config)
+        # Every secret is read now (README "Secrets"): a missing one stops the start, named by its line.
+        problems += secrets.check(inventory.secrets())
     except InventoryError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        problems += exc.problems
     except OSError as exc:
-        print(f"{args.config}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    # Every secret is read now (README "Secrets"): a missing one stops the start, named by its line.
-    missing = secrets.check(inventory.secrets())
-    for line in missing:
-        print(line, file=sys.stderr)
-    if missing:
-        return 2
+        problems.append(f"{args.config}: cannot read: {exc.strerror or exc}")
     web_config = None
     if getattr(args, "web_config", None) is not None:
         from monitor.webconfig import WebConfigError, load_web_config
@@ -158,9 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             web_config = load_web_config(args.web_config)
         except WebConfigError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 2
+            problems += exc.problems
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 2
     return run_loop(serve(inventory, args, web_config=web_config), getattr(args, "loop", "asyncio"))
 
 
