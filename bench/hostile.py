@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -95,11 +96,16 @@ class Watch:
 
     probes: dict[str, dict[str, Probe]] = field(default_factory=dict)  # key -> last_probe -> Probe
     last: dict[str, str | None] = field(default_factory=dict)
+    before: dict[str, str | None] = field(default_factory=dict)  # the last probes before the window
+
+    def start(self, rows: list[dict[str, Any]]) -> None:
+        self.before = {r["key"]: r["last_probe"] for r in rows}
+        self.last = dict(self.before)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             self.last[r["key"]] = r["last_probe"]
-            if r["last_probe"] is not None:
+            if r["last_probe"] is not None and r["last_probe"] != self.before.get(r["key"]):
                 self.probes.setdefault(r["key"], {})[r["last_probe"]] = Probe(
                     r["last_probe"], r["last_duration_seconds"] or 0.0, bool(r["success"]), r["reason"])
 
@@ -206,13 +212,15 @@ class Bench:
             await wait_for(up, f"wardwatch {name}", 300, p)
             await asyncio.sleep(self.warmup)  # the experiment's schedule: the first round, then DOWN
             watch = Watch()
+            async with http.get(base + "/api/v1/targets") as r:
+                watch.start(await r.json())
             s0, flight = await scrape(http, base + "/metrics")
             c0 = proc_cpu(p.pid)
             rss: list[int] = []
             fd: list[int] = []
             in_flight = [flight]
             end = s0.at + a.seconds
-            next_sample = time.monotonic()
+            next_sample = time.monotonic() + a.sample
             while time.monotonic() < end:
                 await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
                 if p.poll() is not None:
@@ -284,6 +292,10 @@ class Bench:
 
     async def run(self) -> dict[str, Any]:
         a = self.a
+        task = asyncio.current_task()
+        assert task is not None
+        # SIGTERM (a test's timeout, kill): unwind, so the lab, the server and wardwatch are stopped.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         async with contextlib.AsyncExitStack() as stack:
             await self.start(stack)
             http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)))

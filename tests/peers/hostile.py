@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,7 +203,7 @@ KINDS: tuple[Kind, ...] = (
        starttls="smtp"),
     _k("smtp_slow_banner", smtp_slow_banner, "tcp", "email", "{a}:{p}", reasons="timeout", starttls="smtp"),
     _k("sip_drip", sip_drip, "sip", "vc_party", "sip:{a}:{p};transport=tcp", reasons="sip_no_response"),
-    _k("sip_flood", sip_flood, "sip", "vc_party", "sip:{a}:{p};transport=tcp", reasons="sip_no_response"),
+    _k("sip_flood", sip_flood, "sip", "vc_party", "sip:{a}:{p};transport=tcp", reasons="sip_protocol_error"),
 )
 BY_NAME = {k.name: k for k in KINDS}
 
@@ -296,6 +296,16 @@ class Server:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for s in self.raw:
             s.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(kind: str, o: Options | None = None, addr: str = "127.0.0.1") -> AsyncIterator[Endpoint]:
+    """One endpoint of ``kind`` in the caller's event loop (the probe tests' peer)."""
+    server = Server(o or Options())
+    try:
+        yield await server.listen(kind, addr)
+    finally:
+        await server.close()
 
 
 async def serve(count: int, out: Path, o: Options, seconds: float, kinds: tuple[str, ...] = ()) -> None:
