@@ -29,9 +29,11 @@ from probes.base import (
 _LINE_LIMIT = 64 * 1024
 # Bytes read while waiting for an ``expect`` line, and of one SMTP reply: a peer that talks for
 # ever (never the line expected, a multi-line banner that never ends) fails the probe there
-# instead of holding a CPU core, and the reply's lines memory, until the deadline. RFC 5321
-# caps a reply line at 512 octets; real EHLO replies are under 2 KiB.
-EXPECT_READ_LIMIT = 1 << 20
+# instead of holding a CPU core, and the reply's lines memory, until the deadline. 64 KiB is a
+# banner many times over (RFC 5321 caps a reply line at 512 octets; EHLO replies are under
+# 2 KiB) and costs ~3 ms of CPU in short lines; 1 MiB cost ~50 ms, the largest share of 1,000
+# hostile targets' CPU (bench/hostile.py).
+EXPECT_READ_LIMIT = 64 * 1024
 SMTP_REPLY_LIMIT = 64 * 1024
 
 
