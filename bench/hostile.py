@@ -131,6 +131,13 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> tuple[Scrape, float]:
     return Scrape(t0, probes, buckets, 0.0, time.monotonic() - t0, len(text)), in_flight
 
 
+def run_wait(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of the process's main thread:
+    the wait is what the rest of the machine (the lab, the hostile server, other work) costs it."""
+    on, wait, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    return int(on) / 1e9, int(wait) / 1e9
+
+
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -158,6 +165,7 @@ class Bench:
             cmd += [f"--{name}-port", "0"]
         t0 = time.monotonic()
         lab = spawn(cmd, self.d / "lab.log")
+        self.lab_pid = lab.pid
         stack.callback(stop, lab, 60)
         state = self.labdir / "lab-state.json"
 
@@ -215,7 +223,8 @@ class Bench:
             async with http.get(base + "/api/v1/targets") as r:
                 watch.start(await r.json())
             s0, flight = await scrape(http, base + "/metrics")
-            c0 = proc_cpu(p.pid)
+            c0, rw0 = proc_cpu(p.pid), run_wait(p.pid)
+            others0 = proc_cpu(self.lab_pid), proc_cpu(self.hostile_pid)
             rss: list[int] = []
             fd: list[int] = []
             in_flight = [flight]
@@ -235,7 +244,8 @@ class Bench:
                     in_flight.append(f)
             async with http.get(base + "/api/v1/targets") as r:
                 watch.add(await r.json())
-            c1 = proc_cpu(p.pid)
+            c1, rw1 = proc_cpu(p.pid), run_wait(p.pid)
+            others1 = proc_cpu(self.lab_pid), proc_cpu(self.hostile_pid)
             s1, f = await scrape(http, base + "/metrics")
             in_flight.append(f)
             seconds = s1.at - s0.at
@@ -249,7 +259,8 @@ class Bench:
                 "healthy_targets": len(healthy), "healthy_probes": n_healthy,
                 "healthy_probes_per_second": n_healthy / seconds,
                 "probes_total": {k: s1.probes.get(k, 0.0) - s0.probes.get(k, 0.0) for k in s1.probes},
-                "cpu_seconds": c1 - c0,
+                "cpu_seconds": c1 - c0, "runqueue_wait_seconds": rw1[1] - rw0[1],
+                "lab_cpu_seconds": others1[0] - others0[0], "hostile_server_cpu_seconds": others1[1] - others0[1],
                 "rss_peak_mib": proc_status(p.pid, "VmHWM") / 1024,
                 "rss_median_mib": statistics.median(rss) / 1024, "rss_max_mib": max(rss) / 1024,
                 "rss_first_mib": rss[0] / 1024, "rss_last_mib": rss[-1] / 1024,
@@ -321,7 +332,8 @@ class Bench:
 RATIOS = (("lateness_p50", lambda r: r["lateness"]["p50"]), ("lateness_p99", lambda r: r["lateness"]["p99"]),
           ("healthy_probes_per_second", lambda r: r["healthy_probes_per_second"]),
           ("rss_median", lambda r: r["rss_median_mib"]), ("rss_peak", lambda r: r["rss_peak_mib"]),
-          ("fds_median", lambda r: r["fds_median"]), ("cpu", lambda r: r["cpu_seconds"]))
+          ("fds_median", lambda r: r["fds_median"]), ("cpu", lambda r: r["cpu_seconds"]),
+          ("runqueue_wait", lambda r: r["runqueue_wait_seconds"]))
 
 
 def ratios(base: dict[str, Any], hos: dict[str, Any]) -> dict[str, float]:
@@ -336,7 +348,9 @@ def print_run(name: str, r: dict[str, Any]) -> None:
     lat = r["lateness"]
     print(f"  {name}: lateness p50 {lat['p50'] * 1000:.1f} ms p99 {lat['p99'] * 1000:.1f} ms over {lat['count']:.0f} "
           f"starts; healthy {r['healthy_probes_per_second']:.1f} probes/s ({r['healthy_targets']} targets); "
-          f"CPU {r['cpu_seconds']:.1f}s in {r['seconds']:.0f}s; RSS peak {r['rss_peak_mib']:.0f} MiB, window "
+          f"CPU {r['cpu_seconds']:.1f}s in {r['seconds']:.0f}s (waited {r['runqueue_wait_seconds']:.1f}s for a core; "
+          f"lab {r['lab_cpu_seconds']:.1f}s, hostile server {r['hostile_server_cpu_seconds']:.1f}s); "
+          f"RSS peak {r['rss_peak_mib']:.0f} MiB, window "
           f"median {r['rss_median_mib']:.0f} max {r['rss_max_mib']:.0f} (first {r['rss_first_mib']:.0f} last "
           f"{r['rss_last_mib']:.0f}); fds median {r['fds_median']:.0f} max {r['fds_max']}; in flight max "
           f"{r['in_flight_max']:.0f} of {r['concurrency']}", flush=True)
