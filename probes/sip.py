@@ -41,6 +41,10 @@ from probes.certs import now_utc
 Transport = Literal["udp", "tcp", "tls"]
 
 MAX_MESSAGE = 64 * 1024
+# Responses read for one OPTIONS before giving up on a final one: retransmissions and proxies
+# give a handful of 100 Trying; a peer that sends them for ever would otherwise keep the probe
+# parsing (a CPU core) until its deadline.
+MAX_RESPONSES = 100
 _INFO_LIMIT = 120  # characters kept of Server / User-Agent values
 
 # RFC 3261 7.3.3 (and later RFCs) compact header forms -> full names, lower case.
@@ -301,6 +305,13 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.queue.put_nowait(exc)
 
 
+def _count(responses: int) -> int:
+    """One more response read; too many without a final one is a protocol error."""
+    if responses >= MAX_RESPONSES:
+        raise _Fail(Reason.SIP_PROTOCOL, f"{MAX_RESPONSES} responses without a final one")
+    return responses + 1
+
+
 @dataclass(slots=True)
 class _Outcome:
     response: SipResponse
@@ -322,6 +333,7 @@ async def _over_udp(uri: SipUri, address: str, family: int, *, cfg: Config, ctx:
         waits = retransmit_intervals(cfg.t1_seconds, cfg.t2_seconds, ctx.remaining())
         next_send = start + (waits.pop(0) if waits else ctx.remaining())
         provisional = False
+        responses = 0
         while True:
             try:
                 async with asyncio.timeout(max(0.0, next_send - time.monotonic())):
@@ -336,6 +348,7 @@ async def _over_udp(uri: SipUri, address: str, family: int, *, cfg: Config, ctx:
                 continue
             if isinstance(item, Exception):
                 raise item
+            responses = _count(responses)
             msg = parse_message(item)
             if isinstance(msg, SipError):
                 raise _Fail(Reason.SIP_PROTOCOL, f"unparseable reply from {address}:{uri.port}: {msg.message}")
@@ -387,8 +400,10 @@ async def _over_stream(uri: SipUri, streams: tlsprobe.Streams, cfg: Config) -> _
     writer.write(req.data)
     await writer.drain()
     messages = _StreamMessages(reader)
+    responses = 0
     while True:
         msg = await messages.next()
+        responses = _count(responses)
         if isinstance(msg, SipError):
             raise _Fail(Reason.SIP_PROTOCOL, f"unparseable reply: {msg.message}")
         if not msg.matches(req) or msg.status < 200:

@@ -28,6 +28,14 @@ from probes.base import (
 )
 
 _LINE_LIMIT = 64 * 1024
+# Bytes read while waiting for an ``expect`` line, and of one SMTP reply: a peer that talks for
+# ever (never the line expected, a multi-line banner that never ends) fails the probe there
+# instead of holding a CPU core, and the reply's lines memory, until the deadline. 64 KiB is a
+# banner many times over (RFC 5321 caps a reply line at 512 octets; EHLO replies are under
+# 2 KiB) and costs ~3 ms of CPU in short lines; 1 MiB cost ~50 ms, the largest share of 1,000
+# hostile targets' CPU (bench/hostile.py).
+EXPECT_READ_LIMIT = 64 * 1024
+SMTP_REPLY_LIMIT = 64 * 1024
 
 
 class QueryStep(BaseModel):
@@ -56,10 +64,14 @@ class _Fail(Exception):
 async def _smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
     """One (possibly multi-line) SMTP reply: code and text lines."""
     lines: list[str] = []
+    size = 0
     while True:
         raw = await reader.readline()
         if not raw:
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, "SMTP server closed the connection")
+        size += len(raw)
+        if size > SMTP_REPLY_LIMIT:
+            raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply longer than {SMTP_REPLY_LIMIT} bytes")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if len(line) < 3 or not line[:3].isdigit():
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"not an SMTP reply: {line[:80]!r}")
@@ -104,6 +116,7 @@ async def smtp_starttls(streams: tlsprobe.Streams, ehlo: str, *, detailed: bool 
 
 async def _expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], seen: list[str]) -> None:
     """Read lines until one matches; ``seen`` keeps the last line for a timeout message."""
+    size = 0
     while True:
         raw = await reader.readline()
         if not raw:
@@ -113,6 +126,12 @@ async def _expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], seen: 
         seen[:] = [line]
         if pattern.search(line):
             return
+        size += len(raw)
+        if size > EXPECT_READ_LIMIT:
+            raise _Fail(
+                Reason.EXPECT_MISMATCH,
+                f"no line matched {pattern.pattern!r} in the first {EXPECT_READ_LIMIT} bytes (last: {line[:80]!r})",
+            )
 
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:

@@ -14,7 +14,7 @@ import pytest
 
 from probes import sip
 from probes.base import Reason
-from tests.peers import badpeers, voip
+from tests.peers import badpeers, hostile, voip
 from tests.peers import pki as pki_mod
 from tests.peers.nginx import context
 from tests.peers.proc import free_port
@@ -274,3 +274,38 @@ async def test_tcp_provisional_and_final_in_one_segment() -> None:
         r = await sip.run(f"sip:127.0.0.1:{port};transport=tcp", sip.Config(), context(2))
     assert r.success, r.message
     assert r.value("wardwatch_sip_server_info", server="one-segment") == 1
+
+
+async def test_endless_provisional_over_tcp_is_cut() -> None:
+    """'100 Trying' for ever: the probe stops after MAX_RESPONSES rather than parsing until its
+    deadline."""
+    async with hostile.serving("sip_flood") as peer:
+        t = time.monotonic()
+        r = await sip.run(f"sip:127.0.0.1:{peer.port};transport=tcp", sip.Config(), context(20))
+    assert r.reason is Reason.SIP_PROTOCOL, r.message
+    assert f"{sip.MAX_RESPONSES} responses without a final one" in r.message
+    assert time.monotonic() - t < 5
+
+
+async def test_endless_provisional_over_udp_is_cut() -> None:
+    """Over UDP too: a burst of 100 Trying datagrams per request, never the final answer."""
+    import asyncio
+
+    class Flood(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+            for _ in range(sip.MAX_RESPONSES + 20):
+                self.transport.sendto(voip.sip_reply(data, "100 Trying"), addr)  # type: ignore[attr-defined]
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Flood, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        t = time.monotonic()
+        r = await sip.run(f"sip:127.0.0.1:{port}", sip.Config(), context(20))
+    finally:
+        transport.close()
+    assert r.reason is Reason.SIP_PROTOCOL, r.message
+    assert time.monotonic() - t < 5

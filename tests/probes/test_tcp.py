@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 
 from probes import tcp
 from probes.base import Reason
-from tests.peers import badpeers
+from tests.peers import badpeers, hostile
 from tests.peers import pki as pki_mod
 from tests.peers.nginx import (
     DOMAIN,
@@ -105,3 +106,39 @@ async def test_smtp_without_starttls(pki: pki_mod.TestCA) -> None:
 def test_bad_expect_regexp_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="expect"):
         tcp.Config(query_response=[{"expect": "("}])  # type: ignore[list-item]
+
+
+async def test_line_flood_is_cut_at_the_read_limit() -> None:
+    """A peer that talks for ever, never the line expected: the probe gives up after
+    EXPECT_READ_LIMIT bytes, long before its deadline, and says so."""
+    async with hostile.serving("line_flood") as peer:
+        t = time.monotonic()
+        steps = [{"expect": "^220 "}]
+        r = await tcp.run(f"127.0.0.1:{peer.port}", tcp.Config(query_response=steps), context(30))  # type: ignore[arg-type]
+    assert r.reason is Reason.EXPECT_MISMATCH, r.message
+    assert f"first {tcp.EXPECT_READ_LIMIT} bytes" in r.message
+    assert r.value("probe_failed_due_to_regex") == 1.0
+    assert time.monotonic() - t < 10
+
+
+@pytest.mark.parametrize("kind", ["smtp_endless_banner", "smtp_slow_banner"])
+async def test_smtp_banner_that_never_ends(kind: str) -> None:
+    """A multi-line greeting that never ends is cut at SMTP_REPLY_LIMIT (memory stays small);
+    one that trickles ends at the deadline."""
+    async with hostile.serving(kind, hostile.Options(drip=0.2)) as peer:
+        tracemalloc.start()
+        t = time.monotonic()
+        try:
+            r = await tcp.run(f"127.0.0.1:{peer.port}", tcp.Config(starttls="smtp"), context(3))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        elapsed = time.monotonic() - t
+    if kind == "smtp_endless_banner":
+        assert r.reason is Reason.STARTTLS_UNSUPPORTED, r.message
+        assert f"longer than {tcp.SMTP_REPLY_LIMIT} bytes" in r.message
+        assert elapsed < 2.5
+    else:
+        assert r.reason is Reason.TIMEOUT, r.message
+        assert 2.9 < elapsed < 3.6
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held while reading the banner"
