@@ -13,6 +13,7 @@ transaction id are ignored (a late answer to nothing of ours).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import struct
@@ -155,15 +156,23 @@ def decode(data: bytes) -> StunMessage | StunError:
     return StunMessage(msg_type, tid, tuple(attrs))
 
 
+# A peer flooding answers to other transactions must not keep the probe parsing (a core) until
+# its deadline, nor queue datagrams without bound: like SIP's MAX_RESPONSES.
+MAX_FOREIGN = 100
+_QUEUE_LIMIT = 64  # datagrams waiting to be read; beyond it they are dropped, as a full socket would
+
+
 class _Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+        self.queue: asyncio.Queue[bytes | Exception] = asyncio.Queue(_QUEUE_LIMIT)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.queue.put_nowait(data)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(data)
 
     def error_received(self, exc: Exception) -> None:
-        self.queue.put_nowait(exc)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(exc)
 
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
@@ -188,7 +197,7 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
                 rto = cfg.rto_seconds
                 sent_at = time.monotonic()
                 transport.sendto(request)
-                sent = 1
+                sent, foreign = 1, 0
                 while True:
                     # After the last request, wait 16 x RTO (RFC 5389 Rm) or until the deadline.
                     wait = rto if sent < cfg.max_transmissions else 16 * cfg.rto_seconds
@@ -216,6 +225,12 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
                                        f"unparseable reply from {resolved.address}:{port}: {msg.message}",
                                        start, *samples)
                     if msg.transaction_id != tid:
+                        foreign += 1
+                        if foreign >= MAX_FOREIGN:
+                            samples.append(Sample("wardwatch_stun_retransmissions", float(sent - 1)))
+                            return failure(Reason.STUN_PROTOCOL,
+                                           f"{foreign} messages from {resolved.address}:{port} for other "
+                                           "transactions and none for ours", start, *samples)
                         continue
                     rtt = time.monotonic() - sent_at
                     break

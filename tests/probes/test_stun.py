@@ -132,6 +132,10 @@ class _Stun(asyncio.DatagramProtocol):
         stale = stun.encode_message(stun.BINDING_SUCCESS, b"x" * 12, [(stun.ATTR_XOR_MAPPED_ADDRESS,
                                                                         stun.xor_address("127.9.9.9", 9, b"x" * 12))])
         self.transport.sendto(stale, addr)  # another transaction's answer: ignored
+        if self.kind == "flood":  # answers to everything but ours (bounded: 150 a request)
+            for _ in range(150):
+                self.transport.sendto(stale, addr)
+            return
         if self.kind == "error":
             reply = stun.encode_message(stun.BINDING_ERROR, tid, [(stun.ATTR_ERROR_CODE, b"\0\0\x05\x00Server Error")])
         elif self.kind == "garbage":
@@ -168,6 +172,15 @@ async def test_error_response() -> None:
     assert r.reason is Reason.STUN_ERROR, r.message
     assert "500 Server Error" in r.message
     assert r.value("wardwatch_stun_error_code") == 500
+
+
+async def test_a_flood_of_other_transactions_ends_the_probe_early() -> None:
+    async with stun_peer(kind="flood") as (port, _):
+        t = time.monotonic()
+        r = await stun.run(f"127.0.0.1:{port}", stun.Config(), context(5))
+        elapsed = time.monotonic() - t
+    assert r.reason is Reason.STUN_PROTOCOL and f"{stun.MAX_FOREIGN} messages" in r.message, r.message
+    assert elapsed < 2  # not the 5 s deadline
 
 
 async def test_garbage_reply() -> None:
