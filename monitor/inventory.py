@@ -649,7 +649,7 @@ class _Doc:
 # libyaml's composer recurses in C without a limit (tens of thousands of '[' crash the process).
 MAX_DEPTH = 64
 # Aliases may repeat a node, but not blow a small file up into millions of values (the
-# "billion laughs"): values built may exceed the nodes written by this many at most.
+# "billion laughs"): the values built may exceed the file's characters by this many at most.
 MAX_ALIAS_EXPANSION = 100_000
 
 
@@ -678,10 +678,15 @@ def _check_depth(text: str) -> None:
         loader.dispose()
 
 
+_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break
+
+
 def _yaml_problem(e: yaml.YAMLError, text: str, file: str) -> Problem:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else None
+        # libyaml marks the end of the stream one line past a last line without a newline
+        last = len(_LINE_BREAKS.findall(text.rstrip("\r\n\x85\u2028\u2029"))) + 1
+        line = min(mark.line + 1, last) if mark is not None else None
         what = e.problem or e.context or "malformed"
         if e.context and e.problem:
             where = e.context_mark
@@ -709,37 +714,37 @@ def _compose(text: str, file: str) -> tuple[_Doc | None, list[Problem]]:
             return None, [Problem(file, 1, None, "", "file is empty")]
         lines: dict[PathKey, int] = {(): node.start_mark.line + 1}
         explicit: set[PathKey] = set()  # keys written in the mapping itself, not merged in by '<<'
-        # ids of the collections being built (an alias to one of them is a cycle), of every node
-        # built once, and how many values were built in all (aliases repeat nodes).
+        # ids of the collections being built (an alias to one of them is a cycle), and how many
+        # values may still be built: every value written takes a character, aliases repeat them.
         active: set[int] = set()
-        seen: set[int] = set()
-        built = 0
+        budget = len(text) + MAX_ALIAS_EXPANSION
 
         def construct(node: yaml.Node) -> Any:
             try:
                 return loader.construct_object(node, deep=True)
-            except (ValueError, OverflowError) as e:  # e.g. 2025-13-01 (a timestamp), 5,000 digits
-                raise _Refused(node.start_mark.line + 1, f"cannot read {str(node.value)[:40]!r}: {e}") from None
+            except yaml.YAMLError:
+                raise
+            except Exception as e:  # PyYAML's constructors raise on 2025-13-01, '!!float ""', 5,000 digits
+                why = str(e) or type(e).__name__
+                raise _Refused(node.start_mark.line + 1, f"cannot read {str(node.value)[:40]!r}: {why}") from None
 
         def build(node: yaml.Node, path: PathKey) -> Any:
-            nonlocal built
-            built += 1
-            seen.add(id(node))
-            if built > len(seen) + MAX_ALIAS_EXPANSION:
+            nonlocal budget
+            budget -= 1
+            if budget < 0:
                 raise _Refused(node.start_mark.line + 1, "anchors and aliases expand to too many values")
-            if isinstance(node, yaml.CollectionNode):
-                if id(node) in active:
-                    raise _Refused(node.start_mark.line + 1, "an alias refers to a collection that contains it")
-                if len(active) >= MAX_DEPTH:
-                    raise _Refused(node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
-                active.add(id(node))
-                try:
-                    return build_collection(node, path)
-                finally:
-                    active.discard(id(node))
-            if node.tag == _STR_TAG:  # most scalars: skip the constructor's bookkeeping
-                return node.value
-            return construct(node)
+            if type(node) is yaml.ScalarNode:
+                # most scalars are strings: skip the constructor's bookkeeping
+                return node.value if node.tag == _STR_TAG else construct(node)
+            if id(node) in active:
+                raise _Refused(node.start_mark.line + 1, "an alias refers to a collection that contains it")
+            if len(active) >= MAX_DEPTH:
+                raise _Refused(node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels")
+            active.add(id(node))
+            try:
+                return build_collection(node, path)  # type: ignore[arg-type]
+            finally:
+                active.discard(id(node))
 
         def build_collection(node: yaml.CollectionNode, path: PathKey) -> Any:
             if isinstance(node, yaml.MappingNode):
@@ -1048,9 +1053,10 @@ class _Builder:
             if national and not unit.codename and codename in codenames:
                 codename = f"{codename}-{unit.code}"  # the same commune name recurs across provinces
             if codename in codenames:
+                written = "" if unit.codename else " (derived from the name; set one)"
                 self.problem(
-                    ("units", i, "codename") if unit.codename else ("units", i),
-                    f"codename {codename!r} is also used by unit {codenames[codename]}",
+                    ("units", i, "codename"),
+                    f"codename {codename!r} is also used by unit {codenames[codename]}{written}",
                 )
             else:
                 codenames[codename] = unit.code
