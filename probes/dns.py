@@ -186,6 +186,9 @@ async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
     except OSError as e:
         return Answer(server, None, os_error_reason(e), f"{server}: {e.strerror or e}",
                       t1 - t0, time.monotonic() - t1, resolved.samples())
+    except EOFError:  # TCP: closed before the length it announced (dnspython raises EOFError)
+        return Answer(server, None, Reason.CONNECTION_RESET, f"{server}: connection closed in the middle of the answer",
+                      t1 - t0, time.monotonic() - t1, resolved.samples())
     except dns.exception.DNSException as e:
         return Answer(server, None, Reason.DNS_RCODE, f"{server}: bad response: {e}",
                       t1 - t0, time.monotonic() - t1, resolved.samples())

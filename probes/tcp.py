@@ -27,6 +27,7 @@ from probes.base import (
 )
 
 _LINE_LIMIT = 64 * 1024
+_MAX_REPLY_LINES = 1000
 
 
 class QueryStep(BaseModel):
@@ -56,13 +57,18 @@ async def _smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
     """One (possibly multi-line) SMTP reply: code and text lines."""
     lines: list[str] = []
     while True:
-        raw = await reader.readline()
+        try:
+            raw = await reader.readline()
+        except ValueError as e:  # over the stream's limit: the email probe did not catch it
+            raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply line too long ({e})") from None
         if not raw:
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, "SMTP server closed the connection")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdigit():
+        if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):  # not '²²²': int() refuses it
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"not an SMTP reply: {line[:80]!r}")
         lines.append(line[4:])
+        if len(lines) > _MAX_REPLY_LINES:  # a peer that never ends its reply must not fill memory
+            raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply longer than {_MAX_REPLY_LINES} lines")
         if line[3:4] != "-":
             return int(line[:3]), lines
 

@@ -137,11 +137,11 @@ async def tcp_peer(host: str = "127.0.0.1") -> AsyncIterator[TcpPeer]:
                 request = b""
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
-                        while peer.until not in request and len(request) < 65536:
+                        while len(request) < 65536:
                             chunk = await reader.read(4096)
-                            if not chunk:
-                                break
                             request += chunk
+                            if not chunk or peer.until in request:  # b"": the first chunk will do
+                                break
                 writer.write(peer.reply(request))
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
