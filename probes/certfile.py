@@ -101,6 +101,8 @@ def _read(path: Path, cfg: Config, password: bytes | None) -> FileResult:
             raise _Unreadable(Reason.CERT_UNREADABLE, f"larger than {cfg.max_file_bytes} bytes")
         data = path.read_bytes()
         out.certs = [describe(c) for c in parse_certificates(path.name, data, password)]
+    except ValueError as e:  # a certificate that parses but whose fields cannot be read
+        out.reason, out.error = Reason.CERT_UNREADABLE, str(e)
     except _Unreadable as e:
         out.reason, out.error = e.reason, str(e)
     except OSError as e:

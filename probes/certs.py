@@ -36,6 +36,17 @@ def _rfc4514(name: x509.Name) -> str:
 
 
 def describe(cert: x509.Certificate) -> CertInfo:
+    """What a certificate says; ValueError when a field cannot be read (cryptography parses
+    lazily and raises more than ValueError, e.g. DuplicateExtension)."""
+    try:
+        return _describe(cert)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise ValueError(f"unreadable certificate: {type(e).__name__}: {e}") from e
+
+
+def _describe(cert: x509.Certificate) -> CertInfo:
     try:
         ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
         san = ext.value
