@@ -1557,29 +1557,35 @@ class _Builder:
 
     def check_target(self, kind: str, target: str, path: PathKey) -> str | None:
         try:
-            if kind == "icmp":
-                return _address(target)
-            if kind in ("tcp", "tls"):
-                return _host_port(None)(target)
-            if kind == "dns":
-                return _host_port(53)(target)
-            if kind == "http":
-                return check_url(target)
-            if kind == "sip":
-                return check_sip_uri(target)
-            if kind == "stun":
-                return _host_port(3478)(target)
-            if kind == "h323":
-                return _host_port(1720)(target)
-            if kind == "email":
-                return _hostname(target)
-        except PydanticCustomError as e:
-            self.problem(path, e.message())
-            return None
+            return normal_target(kind, target)
         except ValueError as e:
             self.problem(path, str(e))
             return None
-        return target
+
+
+def normal_target(kind: str, target: str) -> str:
+    """``target`` checked for a ``kind`` probe (as the inventory and ``wardwatch check`` take it),
+    in its normal form; ValueError says what is wrong with it."""
+    try:
+        if kind == "icmp":
+            return _address(target)
+        if kind in ("tcp", "tls"):
+            return _host_port(None)(target)
+        if kind == "dns":
+            return _host_port(53)(target)
+        if kind == "http":
+            return check_url(target)
+        if kind == "sip":
+            return check_sip_uri(target)
+        if kind == "stun":
+            return _host_port(3478)(target)
+        if kind == "h323":
+            return _host_port(1720)(target)
+        if kind == "email":
+            return _hostname(target)
+    except PydanticCustomError as e:
+        raise ValueError(e.message()) from None
+    return target
 
 
 def _merged(default: BaseModel | None, own: BaseModel | None) -> dict[str, Any] | None:

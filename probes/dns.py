@@ -157,7 +157,10 @@ def _soa_serial(msg: dns.message.Message) -> int | None:
 
 
 async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
-    host, port = split_host_port(server, cfg.port)
+    try:
+        host, port = split_host_port(server, cfg.port)
+    except ValueError as e:
+        return Answer(server, None, Reason.INTERNAL_ERROR, f"bad server {server[:200]!r}: {e}")
     try:
         resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:

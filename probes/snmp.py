@@ -72,6 +72,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     split_host_port,
 )
@@ -589,7 +590,10 @@ def derived(
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, cfg.port)
+    try:
+        host, port = split_host_port(target, cfg.port)
+    except ValueError as e:
+        return bad_target(target, e, start)
     try:
         resolved = await ctx.resolver.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:

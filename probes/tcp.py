@@ -21,6 +21,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     os_error_reason,
     split_host_port,
@@ -122,7 +123,10 @@ async def _expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], seen: 
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, 0)
+    try:
+        host, port = split_host_port(target, 0)
+    except ValueError as e:
+        return bad_target(target, e, start)
     if not port:
         return failure(Reason.INTERNAL_ERROR, f"target {target!r} has no port", start)
     name = cfg.server_name or host
