@@ -20,11 +20,12 @@ from pathlib import Path
 
 import atheris
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this tree's packages, not an installed copy
+
 with atheris.instrument_imports(include=["probes", "monitor.inventory"]):
     from monitor.inventory import InventoryError, parse_inventory
     from probes import certs, http, sip, stun
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sip(data: bytes) -> None:
