@@ -636,12 +636,13 @@ class _Doc:
     lines: dict[PathKey, int]
     # Problems found while reading keys (duplicates): (path, line, message).
     key_problems: list[tuple[PathKey, int, str]] = field(default_factory=list)
+    last_line: int = 1 << 30
 
     def line(self, path: PathKey) -> int | None:
         for n in range(len(path), -1, -1):
             line = self.lines.get(path[:n])
             if line is not None:
-                return line
+                return min(line, self.last_line)  # '---' alone: libyaml's null node is on line 2
         return None
 
 
@@ -681,12 +682,15 @@ def _check_depth(text: str) -> None:
 _LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # what YAML counts as a line break
 
 
+def _last_line(text: str) -> int:
+    return len(_LINE_BREAKS.findall(text.rstrip("\r\n\x85\u2028\u2029"))) + 1
+
+
 def _yaml_problem(e: yaml.YAMLError, text: str, file: str) -> Problem:
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         # libyaml marks the end of the stream one line past a last line without a newline
-        last = len(_LINE_BREAKS.findall(text.rstrip("\r\n\x85\u2028\u2029"))) + 1
-        line = min(mark.line + 1, last) if mark is not None else None
+        line = min(mark.line + 1, _last_line(text)) if mark is not None else None
         what = e.problem or e.context or "malformed"
         if e.context and e.problem:
             where = e.context_mark
@@ -785,13 +789,17 @@ def _compose(text: str, file: str) -> tuple[_Doc | None, list[Problem]]:
         return None, [_yaml_problem(e, text, file)]
     finally:
         loader.dispose()
-    return _Doc(data, lines, key_problems), []
+    return _Doc(data, lines, key_problems, _last_line(text)), []
 
 
 def _field(path: Iterable[str | int]) -> str:
     out = ""
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        if isinstance(p, int):
+            out += f"[{p}]"
+            continue
+        name = p if p.isprintable() else repr(p)  # a key with a line break must not split the line
+        out += f".{name}" if out else name
     return out
 
 
@@ -1506,7 +1514,8 @@ class _Builder:
         if quality is None or quality.get("enabled") is False:
             emit("link", lv, "icmp", block.address, (*base, "address"))
         else:
-            fixed = {_QUALITY_FIELDS[k]: v for k, v in quality.items() if k in _QUALITY_FIELDS}
+            # a key written as null is a key not written (was: int(None) raised)
+            fixed = {_QUALITY_FIELDS[k]: v for k, v in quality.items() if k in _QUALITY_FIELDS and v is not None}
             qpath: PathKey = (*base, "quality") if block.quality is not None else (*base, "address")
             timeout = self.effective_timing(lv)["timeout"].value
             cls = self.config_class("link")
@@ -1527,7 +1536,7 @@ class _Builder:
         if snmp is None or snmp.get("enabled") is False:
             return
         spath: PathKey = (*base, "snmp") if block.snmp is not None else ("defaults", "services", "link", "snmp")
-        fixed = {_SNMP_FIELDS[k]: v for k, v in snmp.items() if k in _SNMP_FIELDS}
+        fixed = {_SNMP_FIELDS[k]: v for k, v in snmp.items() if k in _SNMP_FIELDS and v is not None}
         if "interfaces" in fixed:
             fixed["interfaces"] = tuple(fixed["interfaces"])
         target = join_host_port(block.address, int(snmp.get("port") or 161))

@@ -72,8 +72,17 @@ def _describe(cert: x509.Certificate) -> CertInfo:
     )
 
 
+# What cryptography raises on a malformed certificate besides ValueError.
+PARSE_ERRORS = (ValueError, x509.InvalidVersion)
+
+
 def describe_der(der: bytes) -> CertInfo:
-    return describe(x509.load_der_x509_certificate(der))
+    """``describe`` of DER bytes; ValueError when they are no readable certificate."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except PARSE_ERRORS as e:  # InvalidVersion is no ValueError
+        raise ValueError(f"not a certificate: {e}") from e
+    return describe(cert)
 
 
 def chain_samples(chain: list[CertInfo]) -> tuple[Sample, ...]:

@@ -176,8 +176,9 @@ async def _read_head(reader: asyncio.StreamReader, hop: _Hop) -> None:
         if not line:
             raise _Fail(Reason.HTTP_PROTOCOL, "server closed the connection without a response")
         parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        status = _digits(parts[1]) if len(parts) >= 2 and len(parts[1]) == 3 else None
-        if status is None or not parts[0].startswith("HTTP/"):
+        code = parts[1] if len(parts) >= 2 else ""
+        status = int(code) if len(code) == 3 and code.isascii() and code.isdigit() else 0
+        if status < 100 or not parts[0].startswith("HTTP/"):
             raise _Fail(Reason.HTTP_PROTOCOL, f"bad status line {line[:80]!r}")
         hop.version, hop.status = parts[0], status
         size = 0

@@ -169,6 +169,7 @@ def test_any_text(text: str) -> None:
 @example("!!float")  # IndexError in PyYAML's float constructor
 @example("\u2028province")  # a line break to YAML
 @example("province: \nprovince")  # the end-of-stream mark was past the last line
+@example("---")  # the root's line was 2 (found by HYPOTHESIS_PROFILE=long)
 def test_yaml_corners(text: str) -> None:
     result = outcome(text)
     assert_well_reported(result, text)
@@ -200,8 +201,18 @@ def test_found_cases_name_their_line(text: str, line: int, message: str) -> None
 
 
 @given(mutated_document())
+@example(LAB.replace("interfaces:\n      - Gi0/0", "interfaces: null"))  # TypeError (HYPOTHESIS_PROFILE=long)
 def test_mutated_inventories(text: str) -> None:
     assert_well_reported(outcome(text), text)
+
+
+def test_snmp_interfaces_null_is_not_written() -> None:
+    text = LAB.replace("interfaces:\n      - Gi0/0", "interfaces: null")
+    assert text != LAB
+    result = outcome(text)
+    assert isinstance(result, Inventory), result
+    snmp = [t for t in result.targets if t.probe == "snmp"]
+    assert snmp and all(t.config.interfaces == () for t in snmp)  # type: ignore[attr-defined]
 
 
 @given(st.sampled_from(SEEDS).flatmap(lambda s: mutated(s.encode(), max_ops=8)))
@@ -251,6 +262,7 @@ def _validate_in_process(path: Path) -> tuple[int, str]:
 
 @settings(max_examples=60)
 @given(st.one_of(mutated_document(), yamlish(), st.sampled_from(NASTY)))
+@example("province: 79\n? '\u2028  '\n: null\n")  # a key with a line separator split its problem's line
 def test_validate_command(text: str) -> None:
     with tempfile.TemporaryDirectory(prefix="wardwatch-fuzz-") as d:
         path = Path(d) / SOURCE

@@ -46,10 +46,14 @@ P12 = pkcs12.serialize_key_and_certificates(b"unit", KEY, CERT, None, serializat
 # (2.5.29.17): cryptography raises DuplicateExtension, not ValueError, when it is read.
 DUPLICATE = DER.replace(b"\x06\x03\x55\x1d\x12", b"\x06\x03\x55\x1d\x11")
 assert DUPLICATE != DER
+# Version 4 (INTEGER 3): cryptography raises InvalidVersion, no ValueError, from the load itself.
+VERSION_4 = DER.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03", 1)
+assert VERSION_4 != DER
 
 
 @given(fuzzed([DER, DUPLICATE]))
 @example(DUPLICATE)  # escaped peer_chain as DuplicateExtension: internal_error in tls/http/sip/email
+@example(VERSION_4)  # found by HYPOTHESIS_PROFILE=long
 def test_describe_der_reads_or_says_why(data: bytes) -> None:
     try:
         info = certs.describe_der(data)
@@ -79,6 +83,8 @@ _FILES = st.one_of(
 
 @given(_FILES)
 @example(("unit.der", DUPLICATE))  # raised out of the scan: internal_error for the whole directory
+@example(("unit.der", VERSION_4))
+@example(("unit.pem", VERSION_4))
 def test_certfile_reads_any_file(case: tuple[str, bytes]) -> None:
     name, data = case
     result = _read(name, data)

@@ -45,6 +45,7 @@ async def _read(data: bytes, method: str = "GET") -> http._Hop:
 
 @given(fuzzed(SEEDS))
 @example(b"HTTP/1.1 \xc2\xb200 OK\r\n\r\n")  # isdigit() but not int(): reported as 'header line too long'
+@example(b"HTTP/1.1 \t00 OK\r\n\r\n")  # status 0 (found by HYPOTHESIS_PROFILE=long)
 @example(b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello")
 @example(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n")  # was a body of -5 bytes
 @example(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")  # int() over 4,300 digits
