@@ -252,6 +252,8 @@ class Resolver:
                 raise ResolveError(Reason.DNS_SERVFAIL, f"{host}: no nameserver answered ({e})") from e
             except dns.exception.Timeout as e:
                 raise ResolveError(Reason.DNS_TIMEOUT, f"{host}: DNS lookup timed out") from e
+            except (dns.exception.DNSException, UnicodeError, ValueError) as e:  # a label over 63, bad IDNA
+                raise ResolveError(Reason.DNS_NXDOMAIN, f"{host[:100]!r} is not a host name ({e})") from e
             return str(ans[0])
         fam = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
         loop = asyncio.get_running_loop()
@@ -261,6 +263,8 @@ class Resolver:
             if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
                 raise ResolveError(Reason.DNS_NXDOMAIN, f"{host}: {e.strerror}") from e
             raise ResolveError(Reason.DNS_SERVFAIL, f"{host}: {e.strerror}") from e
+        except (UnicodeError, ValueError) as e:  # the IDNA encoding of a name that is none
+            raise ResolveError(Reason.DNS_NXDOMAIN, f"{host[:100]!r} is not a host name ({e})") from e
         return str(infos[0][4][0])
 
 
@@ -384,14 +388,25 @@ def timeout_reason(phase: str) -> Reason:
 
 
 def split_host_port(value: str, default_port: int) -> tuple[str, int]:
-    """'host', 'host:port', '[v6]:port', 'v6' -> (host, port)."""
+    """'host', 'host:port', '[v6]:port', 'v6' -> (host, port); ValueError names what is wrong."""
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    if value.count(":") == 1:
-        host, port = value.rsplit(":", 1)
-        return host, int(port)
-    return value, default_port
+        port_text = rest[1:] if rest.startswith(":") else None
+    elif value.count(":") == 1:
+        host, port_text = value.rsplit(":", 1)
+    else:
+        host, port_text = value, None
+    if port_text is None:
+        return host, default_port
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5 and 0 < int(port_text) < 65536):
+        raise ValueError(f"bad port {port_text[:20]!r} in {value[:100]!r}")
+    return host, int(port_text)
+
+
+def bad_target(target: str, error: ValueError, start: float) -> ProbeResult:
+    """A target the probe cannot even parse: data (internal_error, as a configuration
+    mistake it is), not an exception out of the probe."""
+    return failure(Reason.INTERNAL_ERROR, f"bad target {target[:200]!r}: {error}", start)
 
 
 def failure(reason: Reason, message: str, start: float, *samples: Sample) -> ProbeResult:

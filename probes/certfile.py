@@ -20,7 +20,7 @@ from pydantic import Field
 
 from monitor.secrets import Secret, SecretUnavailable
 from probes.base import ProbeConfig, ProbeContext, ProbeResult, Reason, Sample, failure
-from probes.certs import CertInfo, describe, now_utc
+from probes.certs import PARSE_ERRORS, CertInfo, describe, now_utc
 
 _P12 = (".p12", ".pfx")
 
@@ -71,16 +71,16 @@ def parse_certificates(name: str, data: bytes, password: bytes | None) -> list[x
     if b"-----BEGIN" in data:
         try:
             return x509.load_pem_x509_certificates(data)
-        except ValueError as e:
+        except PARSE_ERRORS as e:
             raise _Unreadable(Reason.CERT_UNREADABLE, f"no readable PEM certificate: {e}") from e
     if not name.lower().endswith(_P12):
         try:
             return [x509.load_der_x509_certificate(data)]
-        except ValueError:
+        except PARSE_ERRORS:
             raise _Unreadable(Reason.CERT_UNREADABLE, "neither a PEM nor a DER certificate") from None
     try:
         _key, cert, extra = pkcs12.load_key_and_certificates(data, password)
-    except ValueError as e:
+    except PARSE_ERRORS as e:
         if _looks_like_der(data):
             what = "wrong PKCS#12 password" if password else "PKCS#12 needs a password"
             raise _Unreadable(Reason.CERT_BAD_PASSWORD, what) from e
@@ -98,6 +98,8 @@ def _read(path: Path, cfg: Config, password: bytes | None) -> FileResult:
             raise _Unreadable(Reason.CERT_UNREADABLE, f"larger than {cfg.max_file_bytes} bytes")
         data = path.read_bytes()
         out.certs = [describe(c) for c in parse_certificates(path.name, data, password)]
+    except ValueError as e:  # a certificate that parses but whose fields cannot be read
+        out.reason, out.error = Reason.CERT_UNREADABLE, str(e)
     except _Unreadable as e:
         out.reason, out.error = e.reason, str(e)
     except OSError as e:

@@ -36,6 +36,17 @@ def _rfc4514(name: x509.Name) -> str:
 
 
 def describe(cert: x509.Certificate) -> CertInfo:
+    """What a certificate says; ValueError when a field cannot be read (cryptography parses
+    lazily and raises more than ValueError, e.g. DuplicateExtension)."""
+    try:
+        return _describe(cert)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise ValueError(f"unreadable certificate: {type(e).__name__}: {e}") from e
+
+
+def _describe(cert: x509.Certificate) -> CertInfo:
     try:
         ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
         san = ext.value
@@ -61,8 +72,17 @@ def describe(cert: x509.Certificate) -> CertInfo:
     )
 
 
+# What cryptography raises on a malformed certificate besides ValueError.
+PARSE_ERRORS = (ValueError, x509.InvalidVersion)
+
+
 def describe_der(der: bytes) -> CertInfo:
-    return describe(x509.load_der_x509_certificate(der))
+    """``describe`` of DER bytes; ValueError when they are no readable certificate."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except PARSE_ERRORS as e:  # InvalidVersion is no ValueError
+        raise ValueError(f"not a certificate: {e}") from e
+    return describe(cert)
 
 
 def chain_samples(chain: list[CertInfo]) -> tuple[Sample, ...]:

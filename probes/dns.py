@@ -157,7 +157,10 @@ def _soa_serial(msg: dns.message.Message) -> int | None:
 
 
 async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
-    host, port = split_host_port(server, cfg.port)
+    try:
+        host, port = split_host_port(server, cfg.port)
+    except ValueError as e:
+        return Answer(server, None, Reason.INTERNAL_ERROR, f"bad server {server[:200]!r}: {e}")
     try:
         resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
@@ -185,6 +188,9 @@ async def _ask(server: str, cfg: Config, ctx: ProbeContext) -> Answer:
                       t1 - t0, time.monotonic() - t1, resolved.samples())
     except OSError as e:
         return Answer(server, None, os_error_reason(e), f"{server}: {e.strerror or e}",
+                      t1 - t0, time.monotonic() - t1, resolved.samples())
+    except EOFError:  # TCP: closed before the length it announced (dnspython raises EOFError)
+        return Answer(server, None, Reason.CONNECTION_RESET, f"{server}: connection closed in the middle of the answer",
                       t1 - t0, time.monotonic() - t1, resolved.samples())
     except dns.exception.DNSException as e:
         return Answer(server, None, Reason.DNS_RCODE, f"{server}: bad response: {e}",

@@ -91,6 +91,8 @@ async def lookup_mx(domain: str, resolver: Resolver, lifetime: float) -> list[tu
         raise ResolveError(Reason.DNS_SERVFAIL, f"{domain} MX: no nameserver answered ({e})") from e
     except dns.exception.Timeout as e:
         raise ResolveError(Reason.DNS_TIMEOUT, f"{domain} MX: DNS lookup timed out") from e
+    except (dns.exception.DNSException, UnicodeError, ValueError) as e:  # e.g. a label over 63, bad IDNA
+        raise ResolveError(Reason.EMAIL_NO_MX, f"{domain[:100]!r} is not a domain name ({e})") from e
     records = sorted(
         (int(rd.preference), rd.exchange.to_text(omit_final_dot=True))
         for rd in ans

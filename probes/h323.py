@@ -7,8 +7,10 @@ The target is ``host[:port]``.
 
 from __future__ import annotations
 
+import time
+
 from probes import tcp
-from probes.base import ProbeConfig, ProbeContext, ProbeResult, split_host_port
+from probes.base import ProbeConfig, ProbeContext, ProbeResult, bad_target, split_host_port
 
 DEFAULT_PORT = 1720
 
@@ -18,7 +20,10 @@ class Config(ProbeConfig):
 
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
-    host, port = split_host_port(target, DEFAULT_PORT)
+    try:
+        host, port = split_host_port(target, DEFAULT_PORT)
+    except ValueError as e:
+        return bad_target(target, e, time.monotonic())
     hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     inner = tcp.Config(ip_protocol=cfg.ip_protocol, ip_protocol_fallback=cfg.ip_protocol_fallback)
     return await tcp.run(hostport, inner, ctx)

@@ -12,13 +12,15 @@ body costs at most ``body_size_limit`` bytes and ends the probe at once.
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
 import re
 import time
 import zlib
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from pydantic import field_validator
 
@@ -41,6 +43,9 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HEADER_LIMIT = 64 * 1024
 _MAX_HEADERS = 200
 _READ = 64 * 1024
+# Python codecs that are no web charset (punycode also decodes in quadratic time).
+_NOT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+_URL_SAFE = "/?&=%:@!$'()*+,;~#[]"  # what quote() leaves of a URL's path and query
 
 
 class Config(ProbeConfig):
@@ -108,17 +113,62 @@ def normalise_url(url: str) -> tuple[str, str, str]:
     u = urlsplit(url)
     scheme = u.scheme.lower()
     host = (u.hostname or "").rstrip(".").lower()
-    port = u.port
+    try:
+        port = u.port
+    except ValueError:  # not a port: compare what was written
+        return scheme, u.netloc.lower(), u.path.rstrip("/") or ""
     if port is not None and port != {"http": 80, "https": 443}.get(scheme):
         host = f"{host}:{port}"
     return scheme, host, u.path.rstrip("/") or ""
 
 
+_VERSION = re.compile(r"HTTP/(\d)(?:\.(\d))?")
+
+
 def _version_value(version: str) -> float:
+    m = _VERSION.fullmatch(version)  # float() would also take "HTTP/nan" and "HTTP/1_1"
+    return float(f"{m.group(1)}.{m.group(2) or 0}") if m else 0.0
+
+
+def _digits(text: str) -> int | None:
+    """1*DIGIT in ASCII (int() also takes '+1', '1_0', ' 1' and '١'), at most 18 of them."""
+    text = text.strip(" \t")
+    if not text or len(text) > 18 or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def redirect_url(base: str, location: str) -> str | None:
+    """Where a Location header leads from ``base``; None when it is not a usable http(s) URL."""
+    if any(ord(c) < 0x20 or c == "\x7f" for c in location):
+        return None  # it would end up in our request line
+    with contextlib.suppress(UnicodeError):  # headers are read as latin-1; a Location is mostly UTF-8
+        location = location.encode("latin-1").decode("utf-8")
     try:
-        return float(version.split("/", 1)[1])
-    except (IndexError, ValueError):
-        return 0.0
+        url = urljoin(base, location.strip().replace(" ", "%20"))
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return None
+    return url
+
+
+def body_text(body: bytes, content_type: str) -> str:
+    """The body as text for the regexps, in the Content-Type's charset (UTF-8 when none or unknown)."""
+    charset = ""
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"\'')
+    try:
+        codec = codecs.lookup(charset or "utf-8")
+    except (LookupError, ValueError):
+        codec = codecs.lookup("utf-8")
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_CHARSETS:
+        codec = codecs.lookup("utf-8")
+    return body.decode(codec.name, "replace")
 
 
 async def _read_head(reader: asyncio.StreamReader, hop: _Hop) -> None:
@@ -127,9 +177,11 @@ async def _read_head(reader: asyncio.StreamReader, hop: _Hop) -> None:
         if not line:
             raise _Fail(Reason.HTTP_PROTOCOL, "server closed the connection without a response")
         parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        code = parts[1] if len(parts) >= 2 else ""
+        status = int(code) if len(code) == 3 and code.isascii() and code.isdigit() else 0
+        if status < 100 or not parts[0].startswith("HTTP/"):
             raise _Fail(Reason.HTTP_PROTOCOL, f"bad status line {line[:80]!r}")
-        hop.version, hop.status = parts[0], int(parts[1])
+        hop.version, hop.status = parts[0], status
         size = 0
         while True:
             line = await reader.readline()
@@ -197,10 +249,10 @@ async def _read_body(reader: asyncio.StreamReader, hop: _Hop, method: str, limit
                     sink.feed(data)
                 await reader.readline()
         elif "content-length" in h:
-            try:
-                hop.content_length = n = int(h["content-length"])
-            except ValueError as e:
-                raise _Fail(Reason.HTTP_PROTOCOL, f"bad Content-Length {h['content-length']!r}") from e
+            length = _digits(h["content-length"])
+            if length is None:
+                raise _Fail(Reason.HTTP_PROTOCOL, f"bad Content-Length {h['content-length'][:40]!r}")
+            hop.content_length = n = length
             if n > limit and sink.decoder is None:
                 raise _Fail(Reason.BODY_TOO_LARGE, f"Content-Length {n} over body_size_limit ({limit} bytes)")
             while n > 0:
@@ -223,10 +275,13 @@ async def _request(
     hop = _Hop(url)
     st.hops.append(hop)
     u = urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise _Fail(Reason.HTTP_PROTOCOL, f"unsupported URL {url!r}")
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    if u.scheme not in ("http", "https") or not u.hostname or not port:
+        raise _Fail(Reason.HTTP_PROTOCOL, f"unsupported URL {url[:200]!r}")
     host = u.hostname
-    port = u.port or (443 if u.scheme == "https" else 80)
     st.phase = "resolve"
     t = time.monotonic()
     try:
@@ -266,14 +321,25 @@ async def _request(
                 raise _Fail(hs.reason, f"{host}: {hs.message}")
             reader, writer = hs.streams
         st.phase = "processing"
-        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        headers = {"host": u.netloc.rsplit("@", 1)[-1], "user-agent": "wardwatch", "accept": "*/*"}
+        # a path in Vietnamese goes out percent-encoded (UTF-8), a host name as IDNA
+        target = quote((u.path or "/") + (f"?{u.query}" if u.query else ""), safe=_URL_SAFE)
+        hostport = u.netloc.rsplit("@", 1)[-1]
+        if not hostport.isascii():
+            try:
+                hostport = hostport.encode("idna").decode("ascii")
+            except UnicodeError as e:
+                raise _Fail(Reason.HTTP_PROTOCOL, f"{host!r} is not a valid domain name") from e
+        headers = {"host": hostport, "user-agent": "wardwatch", "accept": "*/*"}
         headers.update((k.lower(), v) for k, v in cfg.headers)
         headers["connection"] = "close"
         if body is not None:
             headers["content-length"] = str(len(body))
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(head.encode("latin-1") + b"\r\n" + (body or b""))
+        try:
+            raw = head.encode("latin-1")
+        except UnicodeEncodeError as e:
+            raise _Fail(Reason.HTTP_PROTOCOL, f"a request header cannot be sent as latin-1: {e}") from e
+        writer.write(raw + b"\r\n" + (body or b""))
         await writer.drain()
         await _read_head(reader, hop)
         t = st.add("processing", t)
@@ -294,7 +360,10 @@ def _check(cfg: Config, st: _State, url: str) -> tuple[Reason, str, tuple[Sample
     redirects = len(st.hops) - 1
     final_url = hop.url
     if not cfg.follow_redirects and hop.status in _REDIRECTS and "location" in hop.headers:
-        final_url, redirects = urljoin(hop.url, hop.headers["location"]), 1
+        location = redirect_url(hop.url, hop.headers["location"])
+        if location is None:
+            return Reason.HTTP_PROTOCOL, f"bad Location {hop.headers['location'][:200]!r} from {hop.url}", ()
+        final_url, redirects = location, 1
     status_ok = (
         hop.status in cfg.valid_status_codes if cfg.valid_status_codes else 200 <= hop.status < 300
     ) or (final_url != hop.url and cfg.expect_redirect_to is not None)
@@ -311,7 +380,7 @@ def _check(cfg: Config, st: _State, url: str) -> tuple[Reason, str, tuple[Sample
                 f"{url} redirects to {final_url}, not {cfg.expect_redirect_to}",
                 (),
             )
-    text = hop.body.decode("utf-8", "replace")
+    text = body_text(hop.body, hop.headers.get("content-type", ""))
     for p in cfg.fail_if_body_matches_regexp:
         if p.search(text):
             return (
@@ -388,7 +457,10 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
                     break
                 if len(st.hops) > cfg.max_redirects:
                     raise _Fail(Reason.TOO_MANY_REDIRECTS, f"more than {cfg.max_redirects} redirects")
-                url = urljoin(url, hop.headers["location"])
+                location = redirect_url(url, hop.headers["location"])
+                if location is None:
+                    raise _Fail(Reason.HTTP_PROTOCOL, f"bad Location {hop.headers['location'][:200]!r} from {url}")
+                url = location
                 if hop.status in (301, 302, 303) and method not in ("GET", "HEAD"):
                     method, body = "GET", None  # as browsers and Go's client do
     except _Fail as f:

@@ -189,9 +189,10 @@ class SipResponse:
     def cseq(self) -> tuple[int, str] | None:
         raw = self.header("cseq")
         parts = raw.split() if raw else []
-        if len(parts) != 2 or not parts[0].isdigit():
+        number = _number(parts[0]) if len(parts) == 2 else None
+        if number is None:
             return None
-        return int(parts[0]), parts[1].upper()
+        return number, parts[1].upper()
 
     def matches(self, req: Request) -> bool:
         """Is this the answer to ``req`` (same top Via branch, Call-ID and CSeq)?"""
@@ -205,6 +206,14 @@ class SipResponse:
 @dataclass(frozen=True, slots=True)
 class SipError:
     message: str
+
+
+def _number(text: str, max_digits: int = 10) -> int | None:
+    """ASCII digits only (str.isdigit() also takes '²' and '١', which int() refuses or reads)."""
+    text = text.strip()
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def split_head(data: bytes) -> tuple[bytes, bytes] | None:
@@ -234,7 +243,8 @@ def parse_message(data: bytes) -> SipResponse | SipError:
             return SipError(f"got a request, not a response: {first[:60]!r}")
         return SipError(f"not a SIP/2.0 status line: {first[:60]!r}")
     _, code, *phrase = first.split(" ", 2)
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    status = _number(code, 3)
+    if status is None or len(code) != 3 or not 100 <= status <= 699:
         return SipError(f"bad status code in {first[:60]!r}")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -253,15 +263,16 @@ def parse_message(data: bytes) -> SipResponse | SipError:
         headers.append((COMPACT.get(name, name), value.strip()))
     if parts is None:
         return SipError("message ends before the blank line after the headers")
-    resp = SipResponse(int(code), phrase[0] if phrase else "", tuple(headers), body)
+    resp = SipResponse(status, phrase[0] if phrase else "", tuple(headers), body)
     for required in ("via", "call-id", "cseq"):
         if resp.header(required) is None:
             return SipError(f"response without {required.title()} header")
     length = resp.header("content-length")
     if length is not None:
-        if not length.strip().isdigit():
+        size = _number(length)
+        if size is None:
             return SipError(f"bad Content-Length {length[:20]!r}")
-        resp = SipResponse(resp.status, resp.phrase, resp.headers, body[: int(length)])
+        resp = SipResponse(resp.status, resp.phrase, resp.headers, body[:size])
     return resp
 
 
@@ -383,7 +394,7 @@ class _StreamMessages:
         first = parse_message(head + b"\r\n\r\n")
         if isinstance(first, SipError):
             return first
-        length = int((first.header("content-length") or "0").strip() or 0)
+        length = _number(first.header("content-length") or "0") or 0  # parse_message checked it
         if length > MAX_MESSAGE:
             return SipError(f"Content-Length {length} too large")
         if len(rest) < length:

@@ -47,6 +47,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pyasn1.type import univ
 from pydantic import Field, model_validator
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
@@ -72,6 +73,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     split_host_port,
 )
@@ -428,8 +430,11 @@ def _missing(value: object) -> bool:
 
 
 def _text(value: Any) -> str:
-    raw = value.asOctets() if hasattr(value, "asOctets") else str(value).encode()
-    return bytes(raw).decode("utf-8", "replace").rstrip("\0")
+    try:
+        raw = value.asOctets() if hasattr(value, "asOctets") else str(value).encode()
+    except Exception:  # pyasn1 refuses to render some values (e.g. a Null with a payload)
+        raw = b""
+    return bytes(raw).decode("utf-8", "replace").rstrip("\0")[:256]
 
 
 # -- interface resolution ----------------------------------------------------------------------
@@ -481,6 +486,50 @@ class Row:
         return (("ifIndex", str(self.index)), ("ifName", self.name), ("ifDescr", self.descr))
 
 
+def _integer(value: object) -> int | None:
+    """An SNMP integer type's value; None for anything else (OctetString '12' included)."""
+    return int(value) if isinstance(value, univ.Integer) else None
+
+
+def read_values(values: Mapping[str, Any], order: list[int]) -> tuple[int, list[Row], list[str]]:
+    """(sysUpTime ticks, the rows of the interfaces in ``order``, ifIndexes the agent lacks) from
+    a GET's varbinds; raises ``SnmpFailure`` when sysUpTime or an ifOperStatus is missing or of
+    a type no agent should send. Pure: what an odd agent answers cannot raise anything else."""
+    uptime_v = values.get(SYS_UPTIME)
+    if uptime_v is None or _missing(uptime_v):
+        raise SnmpFailure(Reason.SNMP_NO_SUCH_OBJECT, "no sysUpTime.0")
+    ticks = _integer(uptime_v)
+    if ticks is None or ticks < 0:
+        raise SnmpFailure(Reason.SNMP_ERROR, f"sysUpTime.0 is {_kind(uptime_v)}, not TimeTicks")
+    rows: list[Row] = []
+    absent: list[str] = []
+    for idx in order:
+        got: dict[str, int] = {}
+        name = descr = ""
+        for col, (oid, _) in IF_COLUMNS.items():
+            v = values.get(f"{oid}.{idx}")
+            if v is None or _missing(v):
+                continue
+            if col in ("ifName", "ifDescr"):
+                name, descr = (_text(v), descr) if col == "ifName" else (name, _text(v))
+                continue
+            number = _integer(v)
+            if number is None:
+                if col == "ifOperStatus":
+                    raise SnmpFailure(Reason.SNMP_ERROR, f"ifOperStatus.{idx} is {_kind(v)}, not an INTEGER")
+                continue  # a counter of the wrong type: not exported, the rest still is
+            got[col] = number
+        if "ifOperStatus" not in got:
+            absent.append(str(idx))
+            continue
+        rows.append(Row(idx, name, descr, got))
+    return ticks, rows, absent
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
 def derived(
     rows: list[Row], prev: Mapping[int, Mapping[str, int]], seconds: float
 ) -> list[Sample]:
@@ -522,7 +571,10 @@ def derived(
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, cfg.port)
+    try:
+        host, port = split_host_port(target, cfg.port)
+    except ValueError as e:
+        return bad_target(target, e, start)
     try:
         resolved = await ctx.resolve(host, cfg.ip_protocol, cfg.ip_protocol_fallback)
     except ResolveError as e:
@@ -556,26 +608,12 @@ async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
         reason = Reason.ADDRESS_DENIED if isinstance(e, AddressDenied) else Reason.SNMP_ERROR
         return failure(reason, f"{target}: {e.strerror or e}", start, *samples)
 
-    uptime_v = values.get(SYS_UPTIME)
-    if uptime_v is None or _missing(uptime_v):
-        return failure(Reason.SNMP_NO_SUCH_OBJECT, f"{target}: no sysUpTime.0", start, *samples)
-    ticks = int(uptime_v)
+    try:
+        ticks, rows, absent = read_values(values, order)
+    except SnmpFailure as e:
+        return failure(e.reason, f"{target}: {e}", start, *samples)
     samples.append(Sample("sysUpTime", float(ticks)))
-
-    rows: list[Row] = []
-    absent: list[str] = []
-    for idx in order:
-        got: dict[str, Any] = {}
-        for col, (oid, _) in IF_COLUMNS.items():
-            v = values.get(f"{oid}.{idx}")
-            if v is not None and not _missing(v):
-                got[col] = v
-        if "ifOperStatus" not in got:
-            absent.append(str(idx))
-            continue
-        row = Row(idx, _text(got.pop("ifName", "")), _text(got.pop("ifDescr", "")),
-                  {k: int(v) for k, v in got.items()})
-        rows.append(row)
+    for row in rows:
         samples += [Sample(col, float(v), row.labels()) for col, v in row.values.items()]
 
     prev_at: float | None = memory.get("at")

@@ -29,6 +29,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     os_error_reason,
     split_host_port,
@@ -177,7 +178,10 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, 3478)
+    try:
+        host, port = split_host_port(target, 3478)
+    except ValueError as e:
+        return bad_target(target, e, start)
     samples: list[Sample] = []
     sent = 0
     try:

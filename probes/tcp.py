@@ -21,6 +21,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     os_error_reason,
     split_host_port,
@@ -36,6 +37,7 @@ _LINE_LIMIT = 64 * 1024
 # hostile targets' CPU (bench/hostile.py).
 EXPECT_READ_LIMIT = 64 * 1024
 SMTP_REPLY_LIMIT = 64 * 1024
+_MAX_REPLY_LINES = 1000
 
 
 class QueryStep(BaseModel):
@@ -66,16 +68,21 @@ async def _smtp_reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
     lines: list[str] = []
     size = 0
     while True:
-        raw = await reader.readline()
+        try:
+            raw = await reader.readline()
+        except ValueError as e:  # over the stream's limit: the email probe did not catch it
+            raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply line too long ({e})") from None
         if not raw:
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, "SMTP server closed the connection")
         size += len(raw)
         if size > SMTP_REPLY_LIMIT:
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply longer than {SMTP_REPLY_LIMIT} bytes")
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if len(line) < 3 or not line[:3].isdigit():
+        if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):  # not '²²²': int() refuses it
             raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"not an SMTP reply: {line[:80]!r}")
         lines.append(line[4:])
+        if len(lines) > _MAX_REPLY_LINES:  # a peer that never ends its reply must not fill memory
+            raise _Fail(Reason.STARTTLS_UNSUPPORTED, f"SMTP reply longer than {_MAX_REPLY_LINES} lines")
         if line[3:4] != "-":
             return int(line[:3]), lines
 
@@ -136,7 +143,10 @@ async def _expect(reader: asyncio.StreamReader, pattern: re.Pattern[str], seen: 
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, 0)
+    try:
+        host, port = split_host_port(target, 0)
+    except ValueError as e:
+        return bad_target(target, e, start)
     if not port:
         return failure(Reason.INTERNAL_ERROR, f"target {target!r} has no port", start)
     name = cfg.server_name or host

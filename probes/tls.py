@@ -19,6 +19,7 @@ from probes.base import (
     Reason,
     ResolveError,
     Sample,
+    bad_target,
     failure,
     os_error_reason,
     split_host_port,
@@ -40,7 +41,10 @@ class Config(ProbeConfig):
 
 async def run(target: str, cfg: Config, ctx: ProbeContext) -> ProbeResult:
     start = time.monotonic()
-    host, port = split_host_port(target, 443)
+    try:
+        host, port = split_host_port(target, 443)
+    except ValueError as e:
+        return bad_target(target, e, start)
     name = cfg.server_name or host
     samples: list[Sample] = []
     phase = "resolve"

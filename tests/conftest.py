@@ -16,8 +16,10 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 _TABLE = re.compile(r"^table inet (wardwatch_\w*?_(\d+))$", re.MULTILINE)
 
@@ -60,3 +62,20 @@ def _root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+# Hypothesis profiles: the normal suite keeps every property test short and bounded in time;
+# HYPOTHESIS_PROFILE=long runs the fuzz tests deep (README, section Fuzzing).
+settings.register_profile(
+    "wardwatch",
+    max_examples=150,
+    deadline=timedelta(seconds=2),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "long",
+    max_examples=20_000,
+    deadline=timedelta(seconds=10),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "wardwatch"))

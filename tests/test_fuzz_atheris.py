@@ -1,5 +1,5 @@
 """The atheris (libFuzzer) harness in fuzz/parsers.py runs every target for a bounded number of
-inputs without a crash; long runs are for `python fuzz/parsers.py TARGET -max_total_time=…`."""
+inputs without a crash; long runs are `python fuzz/parsers.py TARGET -max_total_time=...`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SCRIPT = ROOT / "fuzz" / "parsers.py"
 
 
 def test_atheris_is_installed() -> None:
-    assert importlib.util.find_spec("atheris") is not None, "pip install -e '.[test]' (atheris)"
+    assert importlib.util.find_spec("atheris") is not None, "missing: pip install -e '.[test]' (atheris)"
 
 
 @pytest.mark.parametrize("target", ["sip", "stun", "http", "certs", "inventory"])
@@ -31,4 +31,4 @@ def test_bounded_atheris_run(target: str, tmp_path: Path) -> None:
 
 def test_usage_without_a_target() -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 2 and proc.stderr.startswith("usage:")
+    assert proc.returncode == 2 and "usage: " in proc.stderr

@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from monitor.inventory import normal_target
 from monitor.secrets import Secret
 from probes import registry
 from probes.base import ProbeContext, ProbeResult, Resolver, Sample, secret_fields
@@ -167,6 +168,11 @@ def run_check(args: argparse.Namespace) -> int:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or args.kind
             print(f"wardwatch check {args.kind}: {_flag(field)}: {err['msg']}", file=sys.stderr)
+        return 2
+    try:  # checked like the inventory checks it: a malformed target is a usage error
+        normal_target(args.kind, args.target)
+    except ValueError as e:
+        print(f"wardwatch check {args.kind}: target: {e}", file=sys.stderr)
         return 2
     if args.timeout <= 0:
         print(f"wardwatch check {args.kind}: --timeout: must be positive", file=sys.stderr)
