@@ -228,6 +228,7 @@ class _Track:
     first_ok_at: datetime | None = None
     last_ok_at: datetime | None = None
     last_at: datetime | None = None
+    last_started_at: datetime | None = None  # when the probe behind last_at began
     down: bool = False
     down_since: datetime | None = None
     kind: AlertKind = AlertKind.TARGET_DOWN
@@ -389,6 +390,7 @@ class AlertEngine:
         else:
             tr.hist = flap.amend(tr.hist, failed)
         tr.last_at = at
+        tr.last_started_at = at - timedelta(seconds=max(0.0, result.duration_seconds))
         if new_round:
             # a new failure: a target seen succeeding that began failing (start-up failures are not)
             began = (tr.first_fail_at or at) if failed and tr.last_ok_at is not None else None
@@ -561,7 +563,10 @@ class AlertEngine:
         for lk in unit.links:
             if lk.fails and not lk.down:
                 return True  # failing, not yet confirmed
-            if lk.last_at is not None and lk.last_at >= since:
+            # Only a probe that *began* after the child's failure speaks for the link now: one in
+            # flight when the link was cut can still come back answered (a child that fails fast,
+            # a reset, would then page on its own).
+            if lk.last_started_at is not None and lk.last_started_at >= since:
                 answered = True
         return not answered
 

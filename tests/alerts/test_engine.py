@@ -387,6 +387,24 @@ def test_dependency_hold_runs_out_when_the_link_is_not_probed() -> None:
     assert firing(eng.on_tick(at(10 + grace))) == [f"target_down:{portal.key}"]
 
 
+def test_a_link_probe_in_flight_when_the_link_is_cut_does_not_clear_a_fast_failing_child() -> None:
+    # The cut comes at 10 s: the portal fails at once (a reset), re-checked and confirmed by
+    # 10.4 s, while a link round begun at 9 s still comes back answered at 10.5 s. That answer
+    # is from before the cut: the portal stays held, and the link's next rounds make it one
+    # unit_isolated, no page for the portal.
+    link, portal = target("link", "icmp"), target("portal", "http")
+    eng = engine(link, portal)
+    assert eng.on_result(link, OK, at(0)) == []
+    assert eng.on_result(portal, OK, at(1)) == []
+    reset = ProbeResult(False, Reason.CONNECTION_RESET, "reset", 0.01, (Sample("probe_success", 0.0),))
+    out = [n for i in range(3) for n in eng.on_result(portal, reset, at(10 + i * 0.2))]
+    in_flight = ProbeResult(True, None, "", 1.5, (Sample("probe_success", 1.0),))
+    out += eng.on_result(link, in_flight, at(10.5))  # began at 9.0 s
+    assert out == [] and [a.suppressed for a in eng.active()] == ["dependency"]
+    out = [n for i in range(3) for n in eng.on_result(link, FAIL, at(20 + i * 12))]
+    assert firing(out) == [f"unit_isolated:{UNIT}"]
+
+
 # -- global guard ----------------------------------------------------------------------------------
 
 
