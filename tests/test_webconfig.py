@@ -130,7 +130,7 @@ def test_basic_auth_only_no_tls(pki: Path) -> None:
      ["web.yml:2: wardwatch.api_rate_limit.requests_per_second: Input should be greater than 0"]),
     (f"basic_auth_users:\n  alice: {HASH}\n  alice: {HASH}\n",
      ["web.yml:3: basic_auth_users.alice: duplicate key (first at line 2)"]),
-    ("tls_server_config: [\n", ["web.yml:2: YAML syntax error: *"]),
+    ("tls_server_config: [\n", ["web.yml:1: YAML syntax error: *"]),  # the last line, not one past the end
     ("", ["web.yml:1: file is empty"]),
     ("- a\n", ["web.yml:1: must be a mapping of tls_server_config, basic_auth_users, wardwatch"]),
 ])

@@ -15,7 +15,6 @@ from monitor import cli
 from tests.dashboards import queries as dq
 
 # The UIDs alerts/rules link to (annotations "dashboard": .../d/<uid>/...).
-LINKED_FROM_ALERTS = {"wardwatch-overview", "wardwatch-unit", "wardwatch-slo"}
 
 
 def test_committed_json_is_up_to_date() -> None:
@@ -48,7 +47,7 @@ def test_check_exits_1_when_stale_and_build_fixes_it(tmp_path: Path, capsys: pyt
 def test_dashboards_shape() -> None:
     docs = build.build_all()
     uids = {d["uid"] for d in docs.values()}
-    assert len(uids) == len(docs) and uids >= LINKED_FROM_ALERTS
+    assert len(uids) == len(docs)
     text = json.dumps(docs)
     for doc in docs.values():
         assert doc["schemaVersion"] == 41 and doc["id"] is None
@@ -85,9 +84,10 @@ def test_unit_dashboard_is_single_unit_and_alert_links_resolve() -> None:
     var = {v["name"]: v for v in unit["templating"]["list"]}
     assert var["unit_code"]["multi"] is False and var["unit_code"]["includeAll"] is False
     rules = (Path(__file__).resolve().parents[2] / "alerts" / "rules").glob("*.yml")
+    built = {d["uid"] for d in build.build_all().values()}
     for path in rules:
         for uid, params in re.findall(r"grafana\.example/d/([a-z-]+)/[a-z]+\??([^\"]*)", path.read_text()):
-            assert uid in LINKED_FROM_ALERTS
+            assert uid in built, (path.name, uid)
             for name in re.findall(r"var-([a-z_]+)=", params):
                 doc = next(d for d in build.build_all().values() if d["uid"] == uid)
                 assert name in {v["name"] for v in doc["templating"]["list"]}, (uid, name)
