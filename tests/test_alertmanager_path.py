@@ -5,6 +5,7 @@ alerts, and delivers to a webhook receiver."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +71,20 @@ def _of(unit: str) -> Callable[[Notification], bool]:
     return lambda n: n.unit_code == unit
 
 
+
+async def _push_parent_first(am_url: str) -> None:
+    """The unit's alert, pushed and listed by Alertmanager before its children come: a child
+    older than group_wait is flushed at once, and Alertmanager's inhibitor learns of the parent
+    asynchronously after storing it (under load the child could win that race)."""
+    await push_alerts(am_url, [_parent_of_a()])
+    for _ in range(200):  # an external process's store: polled, 10 s at most
+        if await am_alerts(am_url, 'alertname="WardwatchUnitIsolated"', f'unit_code="{A}"'):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("Alertmanager never listed the unit's alert")
+    await asyncio.sleep(0.2)  # the inhibitor's subscription: no event of Alertmanager's to await
+
 async def test_unit_alert_inhibits_its_children_and_groups_by_unit(
     am_and_hook: tuple[Alertmanager, WebhookReceiver],
 ) -> None:
@@ -129,7 +144,7 @@ async def test_children_dated_from_the_outage_start_are_inhibited_once_the_unit_
     and flush at once; inhibition holds as long as the unit's alert was pushed first, which is
     the order the built-in engine (suppressing children itself) and the rules keep."""
     am, hook = am_and_hook
-    await push_alerts(am.url, [_parent_of_a()])
+    await _push_parent_first(am.url)
     children = _children_of_a(since=ago(60))
     await push_alerts(am.url, children)
     first = await hook.next(_of(A), within=15)
@@ -144,7 +159,7 @@ async def test_child_still_down_when_the_link_comes_back_pages(
     am, hook = am_and_hook
     portal = alert("WardwatchTargetDown", unit_code=A, unit=A_NAME, service="portal", probe="http",
                    target="https://phuong-thu-dau-mot.lab.test/", starts_at=ago(20))
-    await push_alerts(am.url, [_parent_of_a()])
+    await _push_parent_first(am.url)
     await push_alerts(am.url, [portal])
     first = await hook.next(_of(A), within=15)
     assert first.alertnames == ["WardwatchUnitIsolated"]
