@@ -311,8 +311,13 @@ class Engine:
         self.stats.probes[(t.probe, outcome)] += 1
         if result.reason is not None:
             self.stats.reasons[(t.probe, result.reason.value)] += 1
+        # The link DOWN, or failing and not yet confirmed: a child failing now is behind it. A cut
+        # link's children often fail faster than the link confirms (a refused or unreachable
+        # connect is instant, the echo waits out its timeout), and they would be confirmed DOWN
+        # first. Should the link then answer, the child's next failure makes it DOWN, dated
+        # from its first failure (monitor/state.py).
         parent_down = not result.success and t.service != "link" and any(
-            e.status.state is State.DOWN for e in self._links.get(t.unit_code, ())
+            e.status.state is State.DOWN or e.status.failures > 0 for e in self._links.get(t.unit_code, ())
         )
         status, change = observe(entry.status, result, at, t.rechecks + 1, parent_down)
         if not result.success and entry.status.failures == 0 and t.service != "link":

@@ -2,13 +2,15 @@
 test's side by a veth pair, and the cut is the unit's end of the pair going down.
 
     ns "mon" (the test's own side)                    ns "unit"
-    wardwatch, webhook receiver, control unit         192.0.2.2  the unit's router (ping)
-    wwf0 192.0.2.1/24   <----- veth ----->   wwf1     192.0.2.3  the meeting room: ping + HTTP :8080
+    wardwatch, webhook receiver, control unit         198.51.100.2  the unit's router (ping)
+    wwf0 198.51.100.1/24 <--- veth --->   wwf1     198.51.100.3  the meeting room: ping + HTTP :8080
                                                                  (python -m http.server, a real process)
 
-Addresses: 192.0.2.0/24 is TEST-NET-1 (RFC 5737), documentation only and never routed, and it
-exists only on the veth pair inside these two namespaces, which the test creates (tests/faults/
-netns.py): the host's real namespace is never configured. The control unit is on loopback.
+Addresses: 198.51.100.0/24 is TEST-NET-2 (RFC 5737), documentation only and never routed, and
+it exists only on the veth pair inside these two namespaces, which the test creates (tests/faults/
+netns.py): the host's real namespace is never configured (checked: its links and addresses are
+the same before and after). Not TEST-NET-1: some sandboxes give the host itself 192.0.2.x.
+The control unit is on loopback.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tests.faults.service import HOOK_KEY, Service, alerting_yaml, unit_yaml, un
 
 pytestmark = pytest.mark.slow
 
-ROUTER, ROOM, PORT = "192.0.2.2", "192.0.2.3", 8080
+ROUTER, ROOM, PORT = "198.51.100.2", "198.51.100.3", 8080
 (CUT, *_), (CONTROL, *_) = units(2)
 
 
@@ -49,16 +51,17 @@ def inventory(receiver: str, control_portal: str) -> str:
 def test_link_cut_isolates_the_unit_and_recovers(tmp_path: Path) -> None:
     tag = f"wwf{os.getpid()}"
     own = netns.inode("/proc/self/ns/net")
+    host_before = (netns.ip("-o", "link", "show"), netns.ip("-o", "addr", "show"))
     with netns.netns(f"{tag}m") as mon, netns.netns(f"{tag}u") as unit:
         netns.ip("-n", mon, "link", "add", "wwf0", "type", "veth", "peer", "name", "wwf1", "netns", unit)
-        netns.ip("-n", mon, "addr", "add", "192.0.2.1/24", "dev", "wwf0")
+        netns.ip("-n", mon, "addr", "add", "198.51.100.1/24", "dev", "wwf0")
         netns.ip("-n", unit, "addr", "add", f"{ROUTER}/24", "dev", "wwf1")
         netns.ip("-n", unit, "addr", "add", f"{ROOM}/24", "dev", "wwf1")
         netns.ip("-n", mon, "link", "set", "wwf0", "up")
         netns.ip("-n", unit, "link", "set", "wwf1", "up")
         # Nothing of this is in the namespace pytest runs in (the host's, under CI).
         assert own not in (netns.inode(f"/run/netns/{mon}"), netns.inode(f"/run/netns/{unit}"))
-        assert "wwf" not in netns.ip("-o", "link", "show") and "192.0.2." not in netns.ip("-o", "addr", "show")
+        assert (netns.ip("-o", "link", "show"), netns.ip("-o", "addr", "show")) == host_before
 
         with open(tmp_path / "http-server.log", "wb") as log:
             server = subprocess.Popen(
