@@ -32,7 +32,7 @@ And across targets:
   link outage is one ``unit_isolated`` alert listing the unreachable children; the children's
   new alerts are suppressed. A child that confirms while its link is failing but not yet
   confirmed, or before the link has been probed since the child began failing, is held
-  ("dependency") until the link answers or ``link interval + re-checks`` have passed. When the
+  ("dependency") until the link answers or ``2 link intervals + re-checks`` have passed. When the
   link recovers, a child still down pages on its next failed result (never on a failure seen
   while the link was down). Resolutions are never suppressed.
 - **global guard**: when, over the last ``global_window_seconds``, at least
@@ -330,9 +330,12 @@ class AlertEngine:
             (unit.links if tr.is_link else unit.children).append(tr)
         for unit in self._units.values():
             unit.isolated = any(tr.isolating for tr in unit.links)
+            # Up to one interval for the link's next probe (the core probes it again at once when a
+            # child fails, but a busy loop can delay that), its confirmation, and one interval of
+            # slack. A child whose link answers is released at once, so this only bounds the wait.
             unit.grace = max(
-                (lk.target.interval + (lk.target.rechecks + 1) * (lk.target.timeout + lk.target.recheck_spacing)
-                 for lk in unit.links),
+                (2 * lk.target.interval
+                 + (lk.target.rechecks + 1) * (lk.target.timeout + lk.target.recheck_spacing) for lk in unit.links),
                 default=0.0,
             )
 

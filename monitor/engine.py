@@ -123,6 +123,7 @@ class Engine:
         self._loop_task: asyncio.Task[None] | None = None
         self._pending_first: set[str] = set()
         self._links: dict[int, list[Entry]] = {}
+        self._hurry_after: set[str] = set()  # links in flight when a child failed: probe again when done
         self._reload_lock = asyncio.Lock()
         # Called with (entry, change) after every state change: the alert engine and
         # tests subscribe here instead of polling.
@@ -202,7 +203,10 @@ class Engine:
         next slot, so isolation (one page) or not (the child pages) is known at once."""
         now = time.monotonic()
         for link in self._links.get(unit_code, ()):
-            if link.slot < 0 or link.status.failures:  # running now, or already re-checking
+            if link.slot < 0:  # running now: it may have begun before the child failed, so once
+                self._hurry_after.add(link.target.key)  # it ends, probe it again at once
+                continue
+            if link.status.failures:  # already re-checking
                 continue
             age = None if link.last_at is None else (utcnow() - link.last_at).total_seconds()
             if age is None or age >= link.target.recheck_spacing:
@@ -294,6 +298,11 @@ class Engine:
             return
         self._record(entry, result)
         now = time.monotonic()
+        if t.key in self._hurry_after:
+            self._hurry_after.discard(t.key)
+            if result.success:  # an answer from before the child's failure says nothing: ask again
+                self._push(now, entry)
+                return
         if needs_recheck(entry.status, t.rechecks + 1):
             self._push(now + t.recheck_spacing, entry)
         else:

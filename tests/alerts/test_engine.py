@@ -383,7 +383,7 @@ def test_dependency_hold_runs_out_when_the_link_is_not_probed() -> None:
     (a,) = eng.active()
     assert a.suppressed == "dependency"
     assert eng.on_tick(at(40)) == []
-    grace = link.interval + (link.rechecks + 1) * (link.timeout + link.recheck_spacing)
+    grace = 2 * link.interval + (link.rechecks + 1) * (link.timeout + link.recheck_spacing)
     assert firing(eng.on_tick(at(10 + grace))) == [f"target_down:{portal.key}"]
 
 

@@ -51,6 +51,20 @@ async def _rows(url: str, code: int, service: str) -> list[dict[str, Any]]:
         return rows
 
 
+
+async def _prometheus_sees_up(prom_url: str, code: int, within: float = 20.0) -> None:
+    """Prometheus has scraped the unit's vc_gov back UP (a scrape can miss its 900 ms under load)."""
+    query = f'min(wardwatch_target_state{{unit_code="{code}",service="vc_gov"}})'
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{prom_url}/api/v1/query", params={"query": query}) as r:
+                result = (await r.json())["data"]["result"]
+            if result and float(result[0]["value"][1]) == 1.0:
+                return
+            assert time.monotonic() < deadline, f"Prometheus never saw unit {code}'s vc_gov up: {result}"
+            await asyncio.sleep(0.2)  # an external process's scrapes: polled
+
 async def _until(url: str, code: int, service: str, want: set[str], within: float = 20.0) -> None:
     rows: list[dict[str, Any]] = []
     try:
@@ -157,6 +171,7 @@ async def test_store_and_prometheus_reports_match_the_scripted_truth(tmp_path: P
                 await asyncio.sleep(2.5)
                 u3 = await _fault(lab, code, "restore")
                 await _until(ww.url, code, "vc_gov", {"up"})
+                await _prometheus_sees_up(prom.url, code)  # its last sample before t_to is the recovery
                 await asyncio.sleep(1.5)
                 t_to = time.time()
                 # the readiness checklist from the live service: this unit is ready, its vc_gov is up
