@@ -107,16 +107,16 @@ def _notifier_panels() -> list[tuple[str, str, str, str]]:
     monitor.exporter.METRICS at build time: the dashboard shows what the exporter has."""
     panels = [
         ("Notifications per second", "wardwatch_notifications_total",
-         "sum by (receiver, result) (rate({m}[$__rate_interval]))", "{{{{receiver}}}}: {{{{result}}}}", "ops"),
+         "sum by (receiver, result) (rate({m}[$__rate_interval]))", "{{receiver}}: {{result}}", "ops"),
         ("Outbox: waiting to be delivered", "wardwatch_outbox_pending",
-         "max by (receiver, instance) ({m})", "{{{{receiver}}}} ({{{{instance}}}})", "short"),
+         "max by (receiver, instance) ({m})", "{{receiver}} ({{instance}})", "short"),
         # Replicas each run an engine with the same alerts: max, not sum.
         ("Built-in alerts by severity and state", "wardwatch_alerts",
-         "max by (severity, state) ({m})", "{{{{severity}}}} {{{{state}}}}", "short"),
+         "max by (severity, state) ({m})", "{{severity}} {{state}}", "short"),
     ]
     out = []
     for title, name, expr, legend, unit in panels:
         if name not in METRICS:
             raise ValueError(f"{name}: not exported by monitor.exporter")
-        out.append((title, expr.format(m=_s(name)), legend.format(), unit))
+        out.append((title, expr.format(m=_s(name)), legend, unit))
     return out

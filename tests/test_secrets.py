@@ -10,6 +10,7 @@ import json
 import logging
 import pickle
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -230,3 +231,20 @@ def test_validate_reads_the_secrets_when_asked(tmp_path: Path, monkeypatch: pyte
     assert err == [f"{inv}:13: unit 26506: link.snmp.priv_key_file: cannot read /nonexistent/wardwatch-priv: "
                    "No such file or directory",
                    f"{inv}:15: unit 26506: checks[0].password_env: environment variable WW_TEST_P12 is not set"]
+
+
+def test_scrub_through_the_prefix_index_matches_a_plain_scan() -> None:
+    # Past _SCAN_LIMIT values scrub() looks candidates up by prefix; it must find what a scan finds,
+    # nested values and URL-encoded forms included (the values are random: nothing else matches).
+    import secrets as rnd
+
+    from monitor import secrets as sec
+
+    values = [rnd.token_hex(8) for _ in range(2 * sec._SCAN_LIMIT)] + ["a/b c+d=e" + rnd.token_hex(4)]
+    inner = values[3][:6]  # a shorter secret inside a longer one
+    for v in (*values, inner):
+        sec.remember(v)
+    assert len(sec._KNOWN.values) > sec._SCAN_LIMIT
+    text = f"x{values[0]}y {values[3]} {inner}z /bot{quote(values[-1], safe='')}/send {values[-1]}"
+    got = sec.scrub(text)
+    assert got == (f"x{sec.REDACTED}y {sec.REDACTED} {sec.REDACTED}z /bot{sec.REDACTED}/send {sec.REDACTED}")
