@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from monitor import secrets
+from monitor import gcpolicy, secrets
 from monitor.placement import Placement, unit_key
 from monitor.state import Change, State, Status, needs_recheck, observe
 from monitor.targets import Target
@@ -246,6 +246,7 @@ class Engine:
                 return missing
             self.inventory = inv
             self._install(self._select(inv.targets), {})
+            gcpolicy.settle("a reload")  # the old inventory goes, the new one is long-lived (monitor/gcpolicy.py)
             self.stats.reloads["success"] += 1
             self.stats.last_reload_success = time.time()
             log.info("inventory reloaded: %d targets", len(self.entries))

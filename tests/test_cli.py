@@ -163,6 +163,7 @@ async def service(tmp_path: Path, listener: int) -> AsyncIterator[Service]:
 async def test_run_serves_reloads_and_stops_cleanly(service: Service, tmp_path: Path, listener: int) -> None:
     line = await service.wait_log("watching")
     assert json.loads(line)["level"] == "info"  # --log-format json: one object per line
+    assert any("gc after start-up" in x for x in service.log)  # monitor/gcpolicy.py, at start
     async with aiohttp.ClientSession() as http:
         async with asyncio.timeout(20):
             while True:  # readiness is a property of another process: poll it, briefly
@@ -170,6 +171,7 @@ async def test_run_serves_reloads_and_stops_cleanly(service: Service, tmp_path: 
                     if r.status == 200:
                         break
                 await asyncio.sleep(0.1)
+        await service.wait_log("gc after the first round")  # every target probed: its state is long-lived too
         async with http.get(service.base + "/metrics") as r:
             text = await r.text()
         rc, lint = check_metrics(text)
@@ -190,6 +192,7 @@ async def test_run_serves_reloads_and_stops_cleanly(service: Service, tmp_path: 
         inventory(inv, [listener, extra])
         async with http.post(service.base + "/-/reload") as r:
             assert r.status == 200, await r.text()
+        await service.wait_log("gc after a reload")  # again: the new inventory is long-lived
         async with http.get(service.base + "/api/v1/targets") as r:
             assert sorted(t["target"] for t in await r.json()) == sorted(
                 [f"127.0.0.1:{listener}", f"127.0.0.1:{extra}"]

@@ -354,3 +354,29 @@ async def test_a_failing_child_has_its_link_probed_at_once(tmp_path: Path, peer:
         await engine.stop()
         link_server.close()
         await link_server.wait_closed()
+
+
+async def test_reload_under_wardwatch_run_freezes_the_new_inventory(tmp_path: Path, peer: Peer) -> None:
+    """`wardwatch run` turns monitor/gcpolicy.py on: a reloaded inventory, long-lived from then
+    on, leaves the collector's full passes like the first one did."""
+    import gc
+
+    from monitor import gcpolicy
+
+    inv = write_inventory(tmp_path / "inv.yaml", [tcp_check(peer.port)])
+    engine, _changes = await started(inv)
+    thresholds = gc.get_threshold()
+    try:
+        gcpolicy.start()
+        old = engine.inventory
+        write_inventory(inv, [tcp_check(peer.port), tcp_check(peer.port, "vc_party")])
+        assert await engine.reload() == []
+        new = engine.inventory
+        assert new is not old
+        tracked = {id(o) for o in gc.get_objects()}
+        assert id(new) not in tracked and all(id(t) not in tracked for t in new.targets)
+    finally:
+        await engine.stop()
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gcpolicy._Policy.active = False

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from monitor import secrets
+from monitor import gcpolicy, secrets
 from monitor.engine import Engine
 from monitor.inventory import Inventory, InventoryError, load_inventory
 from monitor.placement import Placement, check_vantage, parse_shard
@@ -196,6 +196,8 @@ async def serve(
         alerting.start()
     recorder = _recorder(store, engine, args)  # coverage + rollups for the reports (monitor/coverage.py)
     await engine.start()
+    gcpolicy.start()  # what is built so far lives as long as the process: out of the GC's full passes
+    first_round = asyncio.create_task(_settle_after_first_round(engine), name="wardwatch-gc-settle")
 
     # Calendar jobs (not per-target timing: see monitor/engine.py for why).
     calendar = AsyncIOScheduler(timezone=UTC)
@@ -228,6 +230,7 @@ async def serve(
         await stop.wait()
     finally:
         log.info("shutting down")
+        first_round.cancel()
         calendar.shutdown(wait=False)
         for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(Exception):
@@ -240,6 +243,12 @@ async def serve(
         await store.flush()
         store.close()
     return 0
+
+
+async def _settle_after_first_round(engine: Engine) -> None:
+    """Every target's state, resolver cache and SNMP engine exist now, and stay: freeze them too."""
+    await engine.ready.wait()
+    gcpolicy.settle("the first round")
 
 
 async def log_icmp_access(inventory: Inventory) -> None:
