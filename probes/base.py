@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import dns.asyncresolver
 import dns.exception
@@ -91,13 +91,9 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
-class Sample(NamedTuple):
-    """One exported value: metric name, labels of its own (e.g. phase), value.
-
-    A tuple of plain values, so the cyclic GC stops tracking it after its first pass: every
-    target keeps its last result's ~10 samples, and as tracked objects they made most of what
-    each full collection walked (monitor/gcpolicy.py).
-    """
+@dataclass(slots=True, frozen=True)
+class Sample:
+    """One exported value: metric name, labels of its own (e.g. phase), value."""
 
     name: str
     value: float
