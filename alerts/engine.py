@@ -60,6 +60,7 @@ from zero.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -307,6 +308,7 @@ class AlertEngine:
         self._certs: dict[str, _Cert] = {}  # certificate identity -> its state
         self._maint_ids: frozenset[str] = frozenset()
         self._clock: datetime | None = None  # the latest instant the engine was told of
+        self._json_cache: dict[str, tuple[tuple[Any, ...], str]] = {}  # dump_json's texts
         self._install(targets)
 
     # -- targets -------------------------------------------------------------
@@ -1057,25 +1059,29 @@ class AlertEngine:
 
     # -- restart ------------------------------------------------------------------------------
 
+    @staticmethod
+    def _dump_track(tr: _Track) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if tr.down:
+            d.update(down=True, since=_ts(tr.down_since), kind=tr.kind.value, reason=tr.reason, message=tr.message)
+        if tr.flapping:
+            d["flapping"] = True
+        if tr.seen and tr.hist:
+            d["hist"] = tr.hist
+        if tr.degraded:
+            d["degraded"] = True
+        if tr.reboot:
+            d["reboot"] = True
+        if tr.release_after is not None:
+            d["release"] = [_ts(tr.release_after), tr.release_why]
+        return d
+
     def dump(self) -> dict[str, Any]:
         """JSON-able state: alerts (sent, acknowledged, suppressed) and what each target's alerts
         depend on. Size: O(active alerts + targets with something open)."""
         targets: dict[str, Any] = {}
         for key, tr in self._tracks.items():
-            d: dict[str, Any] = {}
-            if tr.down:
-                d.update(down=True, since=_ts(tr.down_since), kind=tr.kind.value, reason=tr.reason,
-                         message=tr.message)
-            if tr.flapping:
-                d["flapping"] = True
-            if tr.seen and tr.hist:
-                d["hist"] = tr.hist
-            if tr.degraded:
-                d["degraded"] = True
-            if tr.reboot:
-                d["reboot"] = True
-            if tr.release_after is not None:
-                d["release"] = [_ts(tr.release_after), tr.release_why]
+            d = self._dump_track(tr)
             if d:
                 targets[key] = d
         return {
@@ -1086,6 +1092,50 @@ class AlertEngine:
             "global": {"firing": self._global, "arming": {k: _ts(v) for k, v in self._arm_since.items()}},
             "maintenance_active": sorted(self._maint_ids),
         }
+
+    def dump_json(self) -> str:
+        """``dump()`` encoded as JSON text, re-encoding only what changed since the last call.
+
+        Saved at every flush while results arrive, on the event loop: with a thousand failing
+        targets the whole dump, converted and encoded each time, held the loop (or, in a
+        thread, the GIL) for tens of milliseconds (BENCHMARKS.md "Hostile targets"). Each
+        track and alert keeps its last text with the fields it was made from; a track's
+        fields are read and compared, not encoded, when nothing changed.
+        """
+        cache = self._json_cache
+        targets: list[str] = []
+        seen: set[str] = set()
+        for key, tr in self._tracks.items():
+            fp = (tr.down, tr.down_since, tr.kind, tr.reason, tr.message, tr.flapping, tr.seen and tr.hist,
+                  tr.degraded, tr.reboot, tr.release_after, tr.release_why)
+            hit = cache.get(key)
+            if hit is None or hit[0] != fp:
+                d = self._dump_track(tr)
+                hit = cache[key] = (fp, f"{json.dumps(key, ensure_ascii=False)}:{json.dumps(d, ensure_ascii=False)}"
+                                    if d else "")
+            if hit[1]:
+                targets.append(hit[1])
+            seen.add(key)
+        alerts: list[str] = []
+        for aid, a in self._alerts.items():
+            afp = (a.alert, a.notified, a.suppressed, a.acked_by, a.acked_at, a.receiver, a.notified_at,
+                   a.condition, a.key, a.ended_at)
+            ckey = "\0alert\0" + aid  # never a target key: those have no NUL
+            hit = cache.get(ckey)
+            if hit is None or hit[0] != afp:
+                hit = cache[ckey] = (afp, json.dumps(a.to_json(), ensure_ascii=False))
+            alerts.append(hit[1])
+            seen.add(ckey)
+        if len(cache) > len(seen):
+            for gone in [k for k in cache if k not in seen]:
+                del cache[gone]
+        rest = json.dumps({
+            "certs": {i: [st.alert_id, st.level, st.where] for i, st in self._certs.items()},
+            "global": {"firing": self._global, "arming": {k: _ts(v) for k, v in self._arm_since.items()}},
+            "maintenance_active": sorted(self._maint_ids),
+        }, ensure_ascii=False)
+        return (f'{{"version":{STATE_VERSION},"alerts":[{",".join(alerts)}],'
+                f'"targets":{{{",".join(targets)}}},{rest[1:]}')
 
     @classmethod
     def load(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -225,12 +224,11 @@ class AlertService:
 
     async def _flush_locked(self) -> None:
         batch, self._pending = self._pending, []
-        # The dump is taken here, the same instant as the batch; it is built of fresh containers
-        # and immutable values, so it is encoded in a thread: with a thousand failing targets
-        # encoding on the loop held it for up to ~160 ms a flush (bench/hostile.py).
-        snapshot = self.engine.dump()
+        # Encoded here, the same instant as the batch, and on the loop: only what changed since
+        # the last flush is encoded again (AlertEngine.dump_json). In a thread, the encoding
+        # held the GIL the loop needed (bench/hostile.py).
+        state = self.engine.dump_json()
         self._dirty = False  # before the await: a change meanwhile marks the next save
-        state = await asyncio.to_thread(lambda: json.dumps(_jsonable(snapshot), ensure_ascii=False))
         try:
             await self.outbox.write(batch, state)
         except Exception as e:

@@ -604,6 +604,34 @@ def test_storage_degraded_is_one_alert() -> None:
 # -- reload and restart --------------------------------------------------------------------------------
 
 
+def test_the_saved_text_follows_every_change_though_only_changes_are_encoded_again() -> None:
+    """dump_json keeps each track's and alert's text between calls: after every step it must
+    still say what a fresh dump says (a stale text would be a state lost at the next restart)."""
+    t, t2, t3 = target(), target("procedures"), target("email", "tcp")
+    cal = MaintenanceCalendar([Window(UNIT, "email", at(0), at(10_000))])
+    eng = AlertEngine(AlertPolicy(escalation=(("oncall", 900.0), ("lead", 0.0))), [t, t2, t3], cal)
+    cert = ok(Sample("probe_ssl_earliest_cert_expiry", at(10 * 86400).timestamp()))
+    steps = [
+        lambda: feed(eng, t, "d"),
+        lambda: feed(eng, t, "dd", start=10),  # confirmed: down, since, reason
+        lambda: feed(eng, t2, "ddd", start=20),
+        lambda: eng.ack(f"target_down:{t2.key}", "an", at(100)),
+        lambda: eng.on_result(t2, cert, at(120)),  # a certificate tier, and t2's first success
+        lambda: feed(eng, t3, "ddd", start=130),  # suppressed by the window
+        lambda: eng.on_tick(at(2000)),  # escalation: t's alert goes to "lead"
+        lambda: feed(eng, t, "udududud", start=3000),  # flapping history
+        lambda: feed(eng, t2, "uu", start=4000),  # resolved
+        lambda: eng.set_targets([t, t3], at(5000)),  # a removed target's text goes
+        lambda: eng.on_tick(at(10_000)),  # the window ends
+    ]
+    texts = []
+    for step in steps:
+        step()
+        texts.append(eng.dump_json())
+        assert json.loads(texts[-1]) == json.loads(json.dumps(eng.dump())), len(texts)
+    assert len(set(texts)) > len(steps) // 2  # the scenario did change the state along the way
+
+
 def test_construction_sends_nothing_and_removed_targets_resolve() -> None:
     t, t2 = target(), target("procedures")
     eng = engine(t, t2)
@@ -623,7 +651,7 @@ def test_restart_resumes_firing_acked_and_silenced_without_resending() -> None:
     assert eng.ack(f"target_down:{t2.key}", "an", at(100))
     cert = ok(Sample("probe_ssl_earliest_cert_expiry", at(10 * 86400).timestamp()))
     assert len(eng.on_result(t2, cert, at(120))) == 1  # cert 14-day tier (t2 counts 1 success)
-    state = json.loads(json.dumps(eng.dump()))
+    state = json.loads(eng.dump_json())  # what the service saves
 
     eng2 = AlertEngine.load(policy, [t, t2, t3], state, MaintenanceCalendar.from_json(cal.to_json()))
     assert [(a.alert.id, a.notified, a.acked_by, a.suppressed) for a in eng2.active()] == [
