@@ -1,7 +1,7 @@
 """Hostile targets alongside the lab: do healthy targets keep their schedule, does memory stay bounded?
 
     python bench/hostile.py [--units 168] [--hostile 1000] [--seconds 120] [--repeats 2]
-                            [--interval 30] [--timeout 5] [--json FILE] [--no-netns]
+                            [--interval 30] [--timeout 5] [--json FILE] [--no-netns] [--pin]
 
 The bench first moves into a network namespace of its own (loopback only: other labs on the
 machine share the 127.x plan), then starts the lab (``python -m monitor lab``, ``--units``
@@ -147,8 +147,9 @@ class Bench:
         self.a = a
         self.d = d
         self.labdir = d / "lab"
-        self.report: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
-                                       "rounds": []}
+        self.wardwatch_cpus: set[int] | None = a.pin or None
+        self.report: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path | set) else v
+                                                for k, v in vars(a).items()}, "rounds": []}
 
     @property
     def warmup(self) -> float:
@@ -209,7 +210,7 @@ class Bench:
         base = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "monitor", "--log-level", "warning", "run", "-c", str(inventory),
                "--listen", f"127.0.0.1:{port}", "--store", str(self.d / f"{name}.db"), "--loop", a.loop]
-        p = spawn(cmd, self.d / f"{name}.log")
+        p = spawn(cmd, self.d / f"{name}.log", self.wardwatch_cpus)
         try:
             async def up() -> bool:
                 try:
@@ -380,11 +381,20 @@ def main() -> None:
     p.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="write the full report here")
     p.add_argument("--no-netns", dest="netns", action="store_false", help="stay in this network namespace")
+    p.add_argument("--pin", action="store_true", help="wardwatch on the first CPU, the lab, the hostile server "
+                   "and the bench on the others (the hostile peers then take no CPU from the monitor)")
     a = p.parse_args()
     if not 1 <= a.units <= 3321 or not 1 <= a.hostile <= hostile.MAX_COUNT or not 0 < a.seconds <= 3600:
         p.error(f"--units 1..3321, --hostile 1..{hostile.MAX_COUNT}, --seconds (0, 3600]")
     if not 1 <= a.repeats <= 10 or not 1 <= a.interval <= 300 or not 0 < a.timeout < a.interval:
         p.error("--repeats 1..10, --interval 1..300, 0 < --timeout < --interval")
+    if a.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            p.error(f"--pin needs two CPUs or more, this process may use {len(cpus)}")
+        os.sched_setaffinity(0, cpus[1:])  # the lab and the hostile server inherit it
+        a.pin = {cpus[0]}
+        print(f"pinned: wardwatch on CPU {cpus[0]}; lab, hostile server and bench on {cpus[1:]}", flush=True)
     if a.netns:
         enter_netns()
     with contextlib.ExitStack() as stack:

@@ -84,7 +84,10 @@ def proc_status(pid: int, key: str) -> int:
     return 0
 
 
-def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    """``cpus``: the child runs on these CPUs only (taskset execs it: same pid, its threads inherit them)."""
+    if cpus is not None:
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
     return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
                             start_new_session=True)
 
