@@ -241,19 +241,7 @@ class Resolver:
 
     async def _lookup(self, host: str, proto: str) -> str:
         if self._dns is not None and host != "localhost":
-            rdtype = "AAAA" if proto == "ip6" else "A"
-            try:
-                ans = await self._dns.resolve(host, rdtype, search=False)
-            except dns.resolver.NXDOMAIN as e:
-                raise ResolveError(Reason.DNS_NXDOMAIN, f"{host}: no such domain") from e
-            except dns.resolver.NoAnswer as e:
-                raise ResolveError(Reason.DNS_NO_ANSWER, f"{host}: no {rdtype} record") from e
-            except dns.resolver.NoNameservers as e:
-                raise ResolveError(Reason.DNS_SERVFAIL, f"{host}: no nameserver answered ({e})") from e
-            except dns.exception.Timeout as e:
-                raise ResolveError(Reason.DNS_TIMEOUT, f"{host}: DNS lookup timed out") from e
-            except (dns.exception.DNSException, UnicodeError, ValueError) as e:  # a label over 63, bad IDNA
-                raise ResolveError(Reason.DNS_NXDOMAIN, f"{host[:100]!r} is not a host name ({e})") from e
+            ans = await dns_query(self._dns, host, "AAAA" if proto == "ip6" else "A")
             return str(ans[0])
         fam = socket.AF_INET6 if proto == "ip6" else socket.AF_INET
         loop = asyncio.get_running_loop()
@@ -266,6 +254,34 @@ class Resolver:
         except (UnicodeError, ValueError) as e:  # the IDNA encoding of a name that is none
             raise ResolveError(Reason.DNS_NXDOMAIN, f"{host[:100]!r} is not a host name ({e})") from e
         return str(infos[0][4][0])
+
+
+async def dns_query(
+    resolver: dns.asyncresolver.Resolver,
+    name: str,
+    rdtype: str,
+    *,
+    absent: Reason | None = None,
+    **kw: Any,
+) -> dns.resolver.Answer:
+    """One DNS query, its failures as ResolveError with a reason and a message naming the query.
+
+    ``absent``: the reason when the name or the record does not exist, or the name is none
+    (default DNS_NXDOMAIN / DNS_NO_ANSWER); the email probe says EMAIL_NO_MX for all three.
+    """
+    what = name if rdtype in ("A", "AAAA") else f"{name} {rdtype}"
+    try:
+        return await resolver.resolve(name, rdtype, search=False, **kw)
+    except dns.resolver.NXDOMAIN as e:
+        raise ResolveError(absent or Reason.DNS_NXDOMAIN, f"{name}: no such domain") from e
+    except dns.resolver.NoAnswer as e:
+        raise ResolveError(absent or Reason.DNS_NO_ANSWER, f"{name}: no {rdtype} record") from e
+    except dns.resolver.NoNameservers as e:
+        raise ResolveError(Reason.DNS_SERVFAIL, f"{what}: no nameserver answered ({e})") from e
+    except dns.exception.Timeout as e:
+        raise ResolveError(Reason.DNS_TIMEOUT, f"{what}: DNS lookup timed out") from e
+    except (dns.exception.DNSException, UnicodeError, ValueError) as e:  # a label over 63, bad IDNA
+        raise ResolveError(absent or Reason.DNS_NXDOMAIN, f"{name[:100]!r} is not a host name ({e})") from e
 
 
 class TLSContexts:

@@ -30,6 +30,7 @@ from probes.base import (
     ResolveError,
     Resolver,
     Sample,
+    dns_query,
     failure,
     os_error_reason,
     split_host_port,
@@ -80,19 +81,7 @@ def _mx_resolver(resolver: Resolver) -> dns.asyncresolver.Resolver:
 
 async def lookup_mx(domain: str, resolver: Resolver, lifetime: float) -> list[tuple[int, str]]:
     """MX records (preference, host) sorted by preference; ResolveError when there are none."""
-    r = _mx_resolver(resolver)
-    try:
-        ans = await r.resolve(domain, "MX", search=False, lifetime=lifetime)
-    except dns.resolver.NXDOMAIN as e:
-        raise ResolveError(Reason.EMAIL_NO_MX, f"{domain}: no such domain") from e
-    except dns.resolver.NoAnswer as e:
-        raise ResolveError(Reason.EMAIL_NO_MX, f"{domain}: no MX record") from e
-    except dns.resolver.NoNameservers as e:
-        raise ResolveError(Reason.DNS_SERVFAIL, f"{domain} MX: no nameserver answered ({e})") from e
-    except dns.exception.Timeout as e:
-        raise ResolveError(Reason.DNS_TIMEOUT, f"{domain} MX: DNS lookup timed out") from e
-    except (dns.exception.DNSException, UnicodeError, ValueError) as e:  # e.g. a label over 63, bad IDNA
-        raise ResolveError(Reason.EMAIL_NO_MX, f"{domain[:100]!r} is not a domain name ({e})") from e
+    ans = await dns_query(_mx_resolver(resolver), domain, "MX", absent=Reason.EMAIL_NO_MX, lifetime=lifetime)
     records = sorted(
         (int(rd.preference), rd.exchange.to_text(omit_final_dot=True))
         for rd in ans
