@@ -183,19 +183,22 @@ async def _read_head(reader: asyncio.StreamReader, hop: _Hop) -> None:
             raise _Fail(Reason.HTTP_PROTOCOL, f"bad status line {line[:80]!r}")
         hop.version, hop.status = parts[0], status
         size = 0
-        while True:
+        # Values of a repeated field are joined once at the end: appended to one growing string,
+        # a flood of one field ("X: y" x 4,600 in 64 KiB) cost ~10-50 ms of loop per probe.
+        fields: dict[str, list[str]] = {}
+        for _ in range(_MAX_HEADERS + 1):
             line = await reader.readline()
             size += len(line)
-            if size > _HEADER_LIMIT or len(hop.headers) > _MAX_HEADERS:
-                raise _Fail(Reason.HTTP_PROTOCOL, "response headers too large")
+            if size > _HEADER_LIMIT:
+                raise _Fail(Reason.HTTP_PROTOCOL, f"response headers over {_HEADER_LIMIT} bytes")
             if line in (b"\r\n", b"\n", b""):
+                hop.headers.update((k, ", ".join(v)) for k, v in fields.items())
                 return
             key, sep, value = line.decode("latin-1").partition(":")
             if not sep:
                 raise _Fail(Reason.HTTP_PROTOCOL, f"bad header line {line[:80]!r}")
-            k = key.strip().lower()
-            v = value.strip()
-            hop.headers[k] = f"{hop.headers[k]}, {v}" if k in hop.headers else v
+            fields.setdefault(key.strip().lower(), []).append(value.strip())
+        raise _Fail(Reason.HTTP_PROTOCOL, f"more than {_MAX_HEADERS} response header lines")
     except ValueError as e:  # a line over the stream limit
         raise _Fail(Reason.HTTP_PROTOCOL, f"response header line too long ({e})") from e
 

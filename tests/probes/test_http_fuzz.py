@@ -11,6 +11,7 @@ import asyncio
 import gzip
 from urllib.parse import urlsplit
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -167,3 +168,26 @@ def test_probe_head_request(reply: bytes) -> None:
         cfg = http.Config(method="HEAD")
         result = runner.run(http.run(f"http://127.0.0.1:{peer.port}/", cfg, context(timeout=2)))  # type: ignore[attr-defined]
     assert_reasoned(result)
+
+
+def test_a_repeated_field_is_joined_and_a_header_flood_stops_at_the_line_limit() -> None:
+    ok = asyncio.run(_read(b"HTTP/1.1 200 OK\r\nVary: a\r\nX: 1\r\nvary:  b \r\nContent-Length: 0\r\n\r\n"))
+    assert ok.headers["vary"] == "a, b" and ok.headers["x"] == "1"
+
+    at_limit = b"".join(b"X-F: %d\r\n" % i for i in range(http._MAX_HEADERS - 1))
+    hop = asyncio.run(_read(b"HTTP/1.1 200 OK\r\n" + at_limit + b"Content-Length: 0\r\n\r\n"))
+    assert hop.headers["x-f"].count(", ") == http._MAX_HEADERS - 2
+
+    # tests/peers/hostile.py's header_flood: one field, ~4,600 times in 64 KiB. Joined into one
+    # growing string it cost ~10-50 ms of event loop per probe (BENCHMARKS.md "Hostile targets").
+    flood = b"HTTP/1.1 200 OK\r\n" + b"X-Flood: yes\r\n" * 4600 + b"\r\n"
+    with pytest.raises(http._Fail) as fail:
+        asyncio.run(_read(flood))
+    assert fail.value.reason is Reason.HTTP_PROTOCOL
+    assert str(fail.value) == f"more than {http._MAX_HEADERS} response header lines"
+
+    wide = b"HTTP/1.1 200 OK\r\n" + (b"X-Wide: " + b"w" * 1000 + b"\r\n") * 80 + b"\r\n"
+    with pytest.raises(http._Fail) as fail:
+        asyncio.run(_read(wide))
+    assert fail.value.reason is Reason.HTTP_PROTOCOL
+    assert str(fail.value) == f"response headers over {http._HEADER_LIMIT} bytes"
