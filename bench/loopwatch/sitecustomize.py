@@ -13,6 +13,12 @@ Only in processes whose arguments include ``run``; everything else starts untouc
   thread runs Python is the loop waiting for the GIL, not working;
 - the collector: count, total and longest pause of each generation (``gc.callbacks``).
 
+- with ``LOOPWATCH_STEPS=MS`` and asyncio's own loop (``wardwatch run --loop asyncio``; the
+  bench's ``--loop asyncio``): every callback or task step longer than MS milliseconds, summed
+  by what ran it: ``probe target`` for a step of ``Engine._probe`` (its ``entry``), else the
+  callback's or coroutine's name. Finer than the stalls: it finds the many 5-50 ms steps
+  that make a p99, which is how the http probe's header flood was found.
+
 ``LOOPWATCH_FROM=S`` drops what was seen in the first S seconds (start-up, the first round).
 Both threads cost a little CPU: compare runs made with it, not with runs made without.
 """
@@ -42,6 +48,20 @@ def _where(frame: Any, depth: int) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _step_name(handle: asyncio.Handle) -> str:
+    cb = getattr(handle, "_callback", None)
+    task = getattr(cb, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro: Any = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        entry = frame.f_locals.get("entry") if frame is not None else None
+        target = getattr(entry, "target", None)
+        if target is not None:
+            return f"{target.probe} {target.target}"
+        return str(getattr(coro, "__qualname__", coro))
+    return str(getattr(cb, "__qualname__", cb))
+
+
 class _Watch:
     def __init__(self, out: str) -> None:
         self.out = f"{out}.{os.getpid()}"
@@ -52,6 +72,7 @@ class _Watch:
         self.gc: dict[int, list[float]] = collections.defaultdict(list)
         self._gc_start = 0.0
         self.skip_until = time.monotonic() + float(os.environ.get("LOOPWATCH_FROM", "0"))
+        self.steps: dict[str, list[float]] = collections.defaultdict(list)
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -99,11 +120,29 @@ class _Watch:
                 f.write(f"gc generation {g}: {len(pauses)} passes, {sum(pauses):.3f} s in all, longest "
                         f"{max(pauses) * 1000:.1f} ms, over 50 ms: {sum(p > 0.05 for p in pauses)}\n")
             f.write(f"gc frozen objects: {gc.get_freeze_count()}, thresholds {gc.get_threshold()}\n")
+            if self.steps:
+                f.write("\nslow steps (count, total ms, longest ms, what ran):\n")
+                for what, ds in sorted(self.steps.items(), key=lambda kv: -sum(kv[1]))[:60]:
+                    f.write(f"{len(ds)}\t{sum(ds) * 1000:.1f}\t{max(ds) * 1000:.1f}\t{what}\n")
             for where, n in self.samples.most_common(40):
                 f.write(f"\n{n} samples\n" + "".join(f"  {w}\n" for w in where))
 
+    def time_steps(self, limit: float) -> None:
+        handle_run = asyncio.events.Handle._run
+
+        def timed(handle: asyncio.Handle) -> None:
+            began = time.perf_counter()
+            handle_run(handle)
+            took = time.perf_counter() - began
+            if took > limit and time.monotonic() >= self.skip_until:
+                self.steps[_step_name(handle)].append(took)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+
     def install(self) -> None:
         gc.callbacks.append(self.on_gc)
+        if os.environ.get("LOOPWATCH_STEPS"):
+            self.time_steps(float(os.environ["LOOPWATCH_STEPS"]) / 1000)
         run = asyncio.runners.Runner.run
 
         def watched(runner: asyncio.Runner, coro: Any, *, context: Any = None) -> Any:
