@@ -1088,6 +1088,12 @@ class AlertEngine:
             "version": STATE_VERSION,
             "alerts": [a.to_json() for a in self._alerts.values()],
             "targets": targets,
+            **self._dump_rest(),
+        }
+
+    def _dump_rest(self) -> dict[str, Any]:
+        """The small part of the state, besides alerts and targets."""
+        return {
             "certs": {i: [st.alert_id, st.level, st.where] for i, st in self._certs.items()},
             "global": {"firing": self._global, "arming": {k: _ts(v) for k, v in self._arm_since.items()}},
             "maintenance_active": sorted(self._maint_ids),
@@ -1099,18 +1105,18 @@ class AlertEngine:
         Saved at every flush while results arrive, on the event loop: with a thousand failing
         targets the whole dump, converted and encoded each time, held the loop (or, in a
         thread, the GIL) for tens of milliseconds (BENCHMARKS.md "Hostile targets"). Each
-        track and alert keeps its last text with the fields it was made from; a track's
-        fields are read and compared, not encoded, when nothing changed.
+        track keeps its last text with the dict it was made from, each alert with the fields
+        its ``to_json`` reads (building that dict per alert and flush was the cost); what is
+        unchanged is compared, not encoded.
         """
         cache = self._json_cache
         targets: list[str] = []
         seen: set[str] = set()
         for key, tr in self._tracks.items():
-            fp = (tr.down, tr.down_since, tr.kind, tr.reason, tr.message, tr.flapping, tr.seen and tr.hist,
-                  tr.degraded, tr.reboot, tr.release_after, tr.release_why)
+            d = self._dump_track(tr)  # small (empty for most targets): compared, encoded only when changed
+            fp = tuple(d.items())
             hit = cache.get(key)
             if hit is None or hit[0] != fp:
-                d = self._dump_track(tr)
                 hit = cache[key] = (fp, f"{json.dumps(key, ensure_ascii=False)}:{json.dumps(d, ensure_ascii=False)}"
                                     if d else "")
             if hit[1]:
@@ -1129,11 +1135,7 @@ class AlertEngine:
         if len(cache) > len(seen):
             for gone in [k for k in cache if k not in seen]:
                 del cache[gone]
-        rest = json.dumps({
-            "certs": {i: [st.alert_id, st.level, st.where] for i, st in self._certs.items()},
-            "global": {"firing": self._global, "arming": {k: _ts(v) for k, v in self._arm_since.items()}},
-            "maintenance_active": sorted(self._maint_ids),
-        }, ensure_ascii=False)
+        rest = json.dumps(self._dump_rest(), ensure_ascii=False)
         return (f'{{"version":{STATE_VERSION},"alerts":[{",".join(alerts)}],'
                 f'"targets":{{{",".join(targets)}}},{rest[1:]}')
 

@@ -147,7 +147,7 @@ class Bench:
         self.a = a
         self.d = d
         self.labdir = d / "lab"
-        self.wardwatch_cpus: set[int] | None = a.pin or None
+        self.wardwatch_cpus: set[int] | None = a.wardwatch_cpus
         self.report: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path | set) else v
                                                 for k, v in vars(a).items()}, "rounds": []}
 
@@ -388,12 +388,13 @@ def main() -> None:
         p.error(f"--units 1..3321, --hostile 1..{hostile.MAX_COUNT}, --seconds (0, 3600]")
     if not 1 <= a.repeats <= 10 or not 1 <= a.interval <= 300 or not 0 < a.timeout < a.interval:
         p.error("--repeats 1..10, --interval 1..300, 0 < --timeout < --interval")
+    a.wardwatch_cpus = None
     if a.pin:
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) < 2:
             p.error(f"--pin needs two CPUs or more, this process may use {len(cpus)}")
         os.sched_setaffinity(0, cpus[1:])  # the lab and the hostile server inherit it
-        a.pin = {cpus[0]}
+        a.wardwatch_cpus = {cpus[0]}
         print(f"pinned: wardwatch on CPU {cpus[0]}; lab, hostile server and bench on {cpus[1:]}", flush=True)
     if a.netns:
         enter_netns()
